@@ -1,0 +1,303 @@
+"""Load a dataset in the AlphaNum layout (folder or zips) into uint8 arrays, decoding once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from charlib import paths
+from charlib.codes import display_label, is_code
+from charlib.images import BadImage, decode, fit_square
+from charlib.sources import SPLITS, DataError, Tree, find_splits, is_system
+
+CACHE_VERSION = 1
+IGNORED_FOLDER = "folder name is not an ASCII code"
+LOOSE_FILE = "file outside the class folders"
+SYSTEM_FILE = "system file"
+
+
+@dataclass(frozen=True)
+class CharData:
+    """One split: images uint8 N×H×W (white on black), labels index into `classes` (ASCII codes)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: tuple[int, ...]
+    names: np.ndarray  # where each image came from, relative to its split
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def codes(self) -> np.ndarray:
+        """The ASCII code of each image."""
+        return np.asarray(self.classes, dtype=np.int64)[self.labels]
+
+    def counts(self) -> np.ndarray:
+        """Images per class, in class order."""
+        return np.bincount(self.labels, minlength=len(self.classes))
+
+    def subset(self, per_class: int, seed: int = 0) -> CharData:
+        """At most `per_class` images of each class, chosen with a seeded shuffle."""
+        rng = np.random.default_rng(seed)
+        keep = [
+            rng.permutation(np.flatnonzero(self.labels == k))[:per_class]
+            for k in range(len(self.classes))
+        ]
+        idx = np.sort(np.concatenate(keep))
+        return CharData(self.images[idx], self.labels[idx], self.classes, self.names[idx])
+
+
+@dataclass
+class LoadReport:
+    """What loading found: images per split, files skipped and entries ignored, with reasons."""
+
+    source: str
+    layout: str
+    image_size: int
+    counts: dict[str, int] = field(default_factory=dict)
+    skipped: list[dict] = field(default_factory=list)  # split, path, reason, detail
+    ignored: list[dict] = field(default_factory=list)  # split, path, reason
+    inverted: dict[str, int] = field(default_factory=dict)
+    resized: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    from_cache: bool = False
+
+    def reasons(self) -> dict[str, int]:
+        """Number of skipped files and ignored entries per reason."""
+        return dict(Counter(row["reason"] for row in self.skipped + self.ignored))
+
+    def table(self):
+        """Every skipped file and ignored entry as a pandas DataFrame (split, path, reason)."""
+        import pandas as pd
+
+        rows = [{"action": "skipped", **r} for r in self.skipped]
+        rows += [{"action": "ignored", **r, "detail": ""} for r in self.ignored]
+        return pd.DataFrame(rows, columns=["split", "action", "path", "reason", "detail"])
+
+    def __str__(self) -> str:
+        loaded = ", ".join(f"{s} {n:,}" for s, n in self.counts.items())
+        lines = [
+            f"{self.source} ({self.layout}): {loaded} images of {self.image_size}×{self.image_size}",
+            f"inverted to white-on-black: {sum(self.inverted.values()):,}; "
+            f"fitted to size: {sum(self.resized.values()):,}",
+        ]
+        problems = self.reasons()
+        lines.append(
+            "skipped/ignored: " + ", ".join(f"{r} {n}" for r, n in sorted(problems.items()))
+            if problems
+            else "skipped/ignored: nothing"
+        )
+        return "\n".join(lines + self.notes)
+
+
+@dataclass
+class Dataset:
+    """The three splits of a dataset, sharing one class list, and the load report."""
+
+    train: CharData
+    validation: CharData
+    test: CharData
+    report: LoadReport
+
+    @property
+    def classes(self) -> tuple[int, ...]:
+        return self.train.classes
+
+    def __getitem__(self, split: str) -> CharData:
+        if split not in SPLITS:
+            raise KeyError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        return getattr(self, split)
+
+    def splits(self) -> dict[str, CharData]:
+        """Split name -> CharData, in the order train, validation, test."""
+        return {s: self[s] for s in SPLITS}
+
+
+def load_dataset(
+    source: str | os.PathLike,
+    *,
+    size: int | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    progress: bool = True,
+) -> Dataset:
+    """Load train/validation/test from a folder, zips, or 'synth'/'synth-small' (built-in data).
+
+    `size` fits every image to size×size; by default the most common size of the training images.
+    One folder of class folders without splits is split here, stratified by class and seeded.
+    """
+    root = _resolve(source, progress=progress)
+    found = find_splits(root)
+    if isinstance(found, Tree):
+        return _load_unsplit(root, found, size, seed, val_fraction, test_fraction, progress)
+    parts, report = {}, None
+    for split in SPLITS:
+        tree = found[split]
+        part = _load_tree(tree, size, progress)
+        size = part["size"]
+        if report is None:
+            layout = "split folders" if tree.is_folder else "split zips"
+            report = LoadReport(source=str(root), layout=layout, image_size=size, from_cache=True)
+        report.from_cache &= part["from_cache"]
+        _note(report, split, tree.label, part)
+        parts[split] = part
+    classes = _check_classes(root, parts)
+    data = {s: _to_chardata(p, classes) for s, p in parts.items()}
+    return Dataset(**data, report=report)
+
+
+def load_split(source: str | os.PathLike, split: str, **kwargs) -> CharData:
+    """One split of `load_dataset(source, **kwargs)` (cached, so cheap after the first load)."""
+    return load_dataset(source, **kwargs)[split]
+
+
+def _resolve(source: str | os.PathLike, *, progress: bool) -> Path:
+    from charlib import synth
+
+    if str(source) in synth.PRESETS:
+        return synth.ensure(str(source), progress=progress)
+    return Path(source).expanduser()
+
+
+def _note(report: LoadReport, split: str, label: str, part: dict) -> None:
+    report.counts[split] = len(part["codes"])
+    report.inverted[split] = int(part["inverted"])
+    report.resized[split] = int(part["resized"])
+    report.skipped += [{"split": split, **r} for r in part["skipped"]]
+    report.ignored += [{"split": split, **r} for r in part["ignored"]]
+    if len(part["codes"]) == 0:
+        raise DataError(
+            f"{label}: no readable images in class folders named by ASCII code "
+            "(e.g. 65/ for 'A'); see data/README.md for the layout"
+        )
+
+
+def _check_classes(root: Path, parts: dict[str, dict]) -> tuple[int, ...]:
+    classes = tuple(sorted(set(parts["train"]["codes"].tolist())))
+    for split in ("validation", "test"):
+        extra = sorted(set(parts[split]["codes"].tolist()) - set(classes))
+        if extra:
+            shown = ", ".join(display_label(c) for c in extra[:5])
+            raise DataError(
+                f"{root}: {split} has classes that train lacks ({shown}); "
+                "add training images for them or remove those folders"
+            )
+    return classes
+
+
+def _to_chardata(part: dict, classes: tuple[int, ...]) -> CharData:
+    labels = np.searchsorted(np.asarray(classes), part["codes"]).astype(np.int64)
+    return CharData(part["images"], labels, classes, part["names"])
+
+
+def _load_unsplit(root, tree, size, seed, val_fraction, test_fraction, progress) -> Dataset:
+    part = _load_tree(tree, size, progress)
+    layout = f"one set of class folders, split here (seed {seed})"
+    report = LoadReport(str(root), layout, part["size"], from_cache=part["from_cache"])
+    _note(report, "all", tree.label, part)
+    del report.counts["all"]
+    idx = stratified_split(part["codes"], seed=seed, fractions=(val_fraction, test_fraction))
+    parts = {s: {k: part[k][i] for k in ("images", "codes", "names")} for s, i in idx.items()}
+    classes = tuple(sorted(set(part["codes"].tolist())))
+    for split, p in parts.items():
+        report.counts[split] = len(p["codes"])
+    return Dataset(**{s: _to_chardata(p, classes) for s, p in parts.items()}, report=report)
+
+
+def stratified_split(codes: np.ndarray, *, seed: int, fractions=(0.1, 0.1)) -> dict[str, np.ndarray]:
+    """Indices per split; each class is shuffled with `seed` and cut by the fractions."""
+    rng = np.random.default_rng(seed)
+    out = {s: [] for s in SPLITS}
+    for code in np.unique(codes):
+        idx = rng.permutation(np.flatnonzero(codes == code))
+        n_val, n_test = (int(round(len(idx) * f)) for f in fractions)
+        n_val, n_test = min(n_val, len(idx) - 1), min(n_test, max(len(idx) - 1 - n_val, 0))
+        out["validation"].append(idx[:n_val])
+        out["test"].append(idx[n_val : n_val + n_test])
+        out["train"].append(idx[n_val + n_test :])
+    return {s: np.sort(np.concatenate(v)).astype(np.int64) for s, v in out.items()}
+
+
+def _classify(names: list[str]) -> tuple[list[tuple[str, int]], list[dict]]:
+    """Members in class folders as (name, code); everything else as ignored entries."""
+    members, ignored = [], {}
+    for name in names:
+        top, _, rest = name.partition("/")
+        if is_system(name):
+            litter = next(p for p in name.split("/") if is_system(p))
+            where = name[: name.index(litter) + len(litter)]
+            ignored.setdefault(where, SYSTEM_FILE)
+        elif not rest:
+            ignored.setdefault(name, LOOSE_FILE)
+        elif not is_code(top):
+            ignored.setdefault(top + "/", IGNORED_FOLDER)
+        else:
+            members.append((name, int(top)))
+    return members, [{"path": p, "reason": r} for p, r in ignored.items()]
+
+
+def _load_tree(tree: Tree, size: int | None, progress: bool) -> dict:
+    """Decode a tree (or read its cache): images fitted to one size, codes, names, problems."""
+    key = tree.fingerprint() + f"-v{CACHE_VERSION}-size{size or 'auto'}"
+    cache = _cache_path(tree, hashlib.sha1(key.encode()).hexdigest()[:16])
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            part = {k: z[k] for k in z.files}
+        meta = json.loads(str(part.pop("meta")))
+        return {**part, **meta, "from_cache": True}
+    members, ignored = _classify(tree.names)
+    arrays, codes, names, skipped, inverted = [], [], [], [], 0
+    try:
+        for name, code in tqdm(members, desc=f"decoding {tree.label}", disable=not progress):
+            try:
+                arr, flipped = decode(tree.read(name))
+            except BadImage as e:
+                skipped.append({"path": name, "reason": e.reason, "detail": str(e)})
+                continue
+            arrays.append(arr)
+            codes.append(code)
+            names.append(name)
+            inverted += flipped
+    finally:
+        tree.close()
+    shapes = Counter(max(a.shape) for a in arrays)
+    size = size or (shapes.most_common(1)[0][0] if shapes else 28)
+    resized = sum(a.shape != (size, size) for a in arrays)
+    images = np.stack([fit_square(a, size) for a in arrays]) if arrays else np.zeros((0, size, size), np.uint8)
+    meta = {"size": size, "inverted": inverted, "resized": resized, "skipped": skipped, "ignored": ignored}
+    part = {"images": images, "codes": np.asarray(codes, np.int64), "names": np.asarray(names, dtype=str)}
+    _save_cache(cache, part, meta)
+    return {**part, **meta, "from_cache": False}
+
+
+def _cache_path(tree: Tree, digest: str) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", tree.label.strip("/"))[-60:]
+    where = hashlib.sha1(f"{tree.path.resolve()}:{tree.prefix}".encode()).hexdigest()[:8]
+    return paths.cache_dir() / f"{slug}-{where}-{digest}.npz"
+
+
+def _save_cache(cache: Path, part: dict, meta: dict) -> None:
+    """Atomic write; older caches of the same source are removed (they can never match again)."""
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **part, meta=np.asarray(json.dumps(meta)))
+        os.replace(tmp, cache)
+    except OSError:
+        return  # a read-only cache only costs speed
+    stem = cache.name.rsplit("-", 1)[0]
+    for old in cache.parent.glob(f"{stem}-*.npz"):
+        if old != cache:
+            old.unlink(missing_ok=True)

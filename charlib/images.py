@@ -1,0 +1,90 @@
+"""Any image Pillow reads -> 8-bit grayscale, white strokes on black (the canvas convention)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Why a file was skipped; the load report counts files per reason.
+EMPTY, NOT_IMAGE, TRUNCATED, CORRUPT = "empty file", "not an image", "truncated", "corrupt"
+
+
+class BadImage(ValueError):
+    """An image file that cannot be used; `reason` is one of the constants above."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+def decode(data: bytes) -> tuple[np.ndarray, bool]:
+    """Bytes of an image file -> (uint8 H×W white-on-black array, whether it was inverted)."""
+    if not data:
+        raise BadImage(EMPTY)
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            gray = to_gray(ImageOps.exif_transpose(img))
+    except UnidentifiedImageError as e:
+        raise BadImage(NOT_IMAGE, str(e)) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        text = str(e).lower()
+        reason = TRUNCATED if ("truncat" in text or "eof" in text) else CORRUPT
+        raise BadImage(reason, str(e)) from None
+    if gray.size == 0:
+        raise BadImage(CORRUPT, "image has no pixels")
+    return to_white_on_black(gray)
+
+
+def to_gray(img: Image.Image) -> np.ndarray:
+    """A PIL image of any mode (16-bit, float, palette, alpha, RGB) -> uint8 H×W luminance."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # Pillow's convert("L") clips these instead of scaling them.
+        arr = np.asarray(img, dtype=np.float64)
+        top = arr.max() if arr.size else 0.0
+        scale = 255.0 if top <= 1.0 else (1.0 if top <= 255 else 255.0 / 65535.0)
+        return np.clip(arr * scale, 0, 255).round().astype(np.uint8)
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        return _flatten_alpha(img.convert("RGBA"))
+    return np.asarray(img.convert("L"), dtype=np.uint8)
+
+
+def _flatten_alpha(img: Image.Image) -> np.ndarray:
+    """Composite onto the background that contrasts with the opaque pixels (ink on glass)."""
+    rgba = np.asarray(img, dtype=np.float32)
+    alpha = rgba[..., 3] / 255.0
+    lum = np.asarray(img.convert("RGB").convert("L"), dtype=np.float32)
+    if alpha.min() >= 1.0:
+        return lum.astype(np.uint8)
+    opaque = lum[alpha > 0.5]
+    background = 255.0 if (opaque.size and opaque.mean() < 128) else 0.0
+    return (lum * alpha + background * (1 - alpha)).round().astype(np.uint8)
+
+
+def border(arr: np.ndarray) -> np.ndarray:
+    """The one-pixel frame of an H×W array, flattened."""
+    return np.concatenate([arr[0], arr[-1], arr[1:-1, 0], arr[1:-1, -1]])
+
+
+def to_white_on_black(gray: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Invert dark-on-light images; the frame's median tells the background."""
+    if np.median(border(gray)) > 127:
+        return 255 - gray, True
+    return gray, False
+
+
+def fit_square(arr: np.ndarray, size: int) -> np.ndarray:
+    """Pad to a centred square with black (aspect ratio kept), then resize to size×size."""
+    h, w = arr.shape
+    if h == w == size:
+        return arr
+    side = max(h, w)
+    square = np.zeros((side, side), dtype=np.uint8)
+    top, left = (side - h) // 2, (side - w) // 2
+    square[top : top + h, left : left + w] = arr
+    if side == size:
+        return square
+    img = Image.fromarray(square).resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(img, dtype=np.uint8)

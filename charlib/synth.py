@@ -1,0 +1,209 @@
+"""The embedded default dataset: printable ASCII (33-126) plus 999, rendered offline from fonts.
+
+Each sample is a font glyph made to look handwritten (stroke width, rotation, shear, elastic
+distortion, position and scale jitter, blur) and framed like EMNIST: the ink's bounding box
+centred in a square with a margin. Written as train/validation/test zips in the AlphaNum layout
+(dark on light, like AlphaNum), so the ordinary loader reads it. Deterministic by seed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tempfile
+import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from tqdm.auto import tqdm
+
+from charlib import paths
+from charlib.codes import UNKNOWN
+from charlib.sources import SPLITS
+
+VERSION = 1
+CODES = (*range(33, 127), UNKNOWN)
+SIZE = 28  # px, EMNIST's size: the real handwriting we aim to recognise
+CANVAS = 96  # px, working resolution before the glyph is framed and shrunk
+# Images per class and split; 'synth' is the default of `make run`, 'synth-small' for smoke runs.
+PRESETS = {
+    "synth": {"train": 300, "validation": 50, "test": 50},
+    "synth-small": {"train": 24, "validation": 6, "test": 6},
+}
+# Fonts whose ASCII code points hold symbols or placeholder boxes, not letters.
+_BAD_FONTS = re.compile(r"LastResort|cmsy|cmex|cmmi|STIXSiz|STIXNonUni|Display", re.IGNORECASE)
+_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.fonts", "~/.local/share/fonts",
+              "/Library/Fonts", "/System/Library/Fonts", "C:/Windows/Fonts")
+
+
+@lru_cache(maxsize=1)
+def fonts() -> tuple[str, ...]:
+    """Font files that cover every printable ASCII character: matplotlib's, then the system's."""
+    import matplotlib
+    from fontTools.ttLib import TTFont
+
+    roots = [Path(matplotlib.get_data_path()) / "fonts" / "ttf"]
+    roots += [Path(d).expanduser() for d in _FONT_DIRS]
+    found, seen = [], set()
+    for root in roots:
+        for path in sorted(root.rglob("*")) if root.is_dir() else []:
+            if path.suffix.lower() not in (".ttf", ".otf") or path.name in seen:
+                continue
+            if _BAD_FONTS.search(path.name):
+                continue
+            try:
+                cmap = TTFont(path, lazy=True, fontNumber=0).getBestCmap() or {}
+            except Exception:  # an unreadable font file is simply not used
+                continue
+            if all(c in cmap for c in range(33, 127)):
+                found.append(str(path))
+                seen.add(path.name)
+    if not found:
+        raise RuntimeError("no font covering ASCII 33-126 found; reinstall matplotlib")
+    return tuple(found)
+
+
+@lru_cache(maxsize=64)
+def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(path, size)
+
+
+def render(code: int, rng: np.random.Generator, font_files: tuple[str, ...]) -> np.ndarray:
+    """One sample: uint8 SIZE×SIZE, white strokes on black."""
+    if code == UNKNOWN:
+        return _noise(rng)
+    img = Image.new("L", (CANVAS, CANVAS), 0)
+    font = _font(font_files[rng.integers(len(font_files))], 48)
+    stroke = int(rng.choice([0, 0, 1, 2, 3]))
+    ImageDraw.Draw(img).text((CANVAS / 2, CANVAS / 2), chr(code), fill=255, font=font,
+                             anchor="mm", stroke_width=stroke, stroke_fill=255)
+    img = img.transform(img.size, Image.Transform.AFFINE, _affine(rng), Image.Resampling.BILINEAR)
+    img = img.transform(img.size, Image.Transform.MESH, _mesh(rng), Image.Resampling.BILINEAR)
+    if rng.random() < 0.25:
+        img = img.filter(ImageFilter.MinFilter(3))  # thinner pen
+    return _frame(np.asarray(img), rng)
+
+
+def _affine(rng: np.random.Generator) -> tuple[float, ...]:
+    """Inverse affine map (output -> input) about the canvas centre: rotation, shear, stretch."""
+    angle = np.deg2rad(rng.uniform(-12, 12))
+    shear = rng.uniform(-0.3, 0.3)
+    sx, sy = np.exp(rng.normal(0, 0.12, size=2))
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    m = np.linalg.inv(rot @ np.array([[1, shear], [0, 1]]) @ np.diag([sx, sy]))
+    c = CANVAS / 2
+    offset = np.array([c, c]) - m @ np.array([c, c])
+    return (m[0, 0], m[0, 1], offset[0], m[1, 0], m[1, 1], offset[1])
+
+
+def _mesh(rng: np.random.Generator, cells: int = 4) -> list:
+    """Elastic distortion: a grid whose source vertices are jittered (shared between cells)."""
+    step = CANVAS / cells
+    amp = rng.uniform(0, 5)
+    grid = np.stack(np.meshgrid(np.arange(cells + 1), np.arange(cells + 1), indexing="xy"), -1) * step
+    src = grid + rng.normal(0, amp / 2, size=grid.shape)
+    mesh = []
+    for j in range(cells):
+        for i in range(cells):
+            box = (int(i * step), int(j * step), int((i + 1) * step), int((j + 1) * step))
+            quad = (*src[j, i], *src[j + 1, i], *src[j + 1, i + 1], *src[j, i + 1])
+            mesh.append((box, tuple(float(v) for v in quad)))
+    return mesh
+
+
+def _frame(arr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Crop to the ink, centre in a square with a jittered margin and offset, shrink, blur."""
+    ys, xs = np.nonzero(arr > 40)
+    if len(ys) == 0:
+        return np.zeros((SIZE, SIZE), np.uint8)
+    crop = arr[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    h, w = crop.shape
+    box = rng.uniform(18, 25)  # px the longer side takes in the SIZE frame (EMNIST: about 24)
+    scale = box / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    small = Image.fromarray(crop).resize((nw, nh), Image.Resampling.LANCZOS)
+    out = Image.new("L", (SIZE, SIZE), 0)
+    dx, dy = rng.integers(-2, 3, size=2)
+    out.paste(small, ((SIZE - nw) // 2 + int(dx), (SIZE - nh) // 2 + int(dy)))
+    out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0, 0.9)))
+    return np.asarray(out)
+
+
+def _noise(rng: np.random.Generator) -> np.ndarray:
+    """The 'unknown' class, as in AlphaNum: light pixels scattered at random."""
+    out = np.zeros((SIZE, SIZE), np.float64)
+    n = rng.integers(3, 60)
+    ys, xs = rng.integers(0, SIZE, size=(2, n))
+    out[ys, xs] = np.clip(rng.normal(180, 60, size=n), 0, 255)
+    img = Image.fromarray(out.astype(np.uint8)).filter(ImageFilter.GaussianBlur(rng.uniform(0, 0.8)))
+    return np.asarray(img)
+
+
+def _class_images(task: tuple[int, int, int, int, tuple[str, ...]]) -> list[bytes]:
+    """PNG bytes of every sample of one (split, class), dark on light like AlphaNum."""
+    seed, split_index, code, count, font_files = task
+    rng = np.random.default_rng([seed, split_index, code])
+    out = []
+    for _ in range(count):
+        buf = io.BytesIO()
+        Image.fromarray(255 - render(code, rng, font_files)).save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def generate(dest: str | os.PathLike, *, counts: dict[str, int], seed: int = 0,
+             workers: int | None = None, progress: bool = True) -> Path:
+    """Write dest/{train,validation,test}.zip and dest/synth.json; returns dest."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    font_files = fonts()
+    tasks = [(seed, i, code, counts[split], font_files) for i, split in enumerate(SPLITS) for code in CODES]
+    workers = workers or min(4, os.cpu_count() or 1)
+    bar = tqdm(total=len(tasks), desc="generating synthetic data", unit="class", disable=not progress)
+    with ProcessPoolExecutor(workers) as pool:
+        results = iter(pool.map(_class_images, tasks, chunksize=4))
+        for split in SPLITS:
+            _write_zip(dest / f"{split}.zip", ((code, next(results), bar) for code in CODES))
+    bar.close()
+    manifest = _manifest(counts, seed, font_files)
+    (dest / "synth.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return dest
+
+
+def _write_zip(path: Path, classes) -> None:
+    """Atomic, byte-reproducible zip: fixed timestamps, sorted members, stored PNGs."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+        for code, images, bar in classes:
+            for i, png in enumerate(images):
+                zf.writestr(zipfile.ZipInfo(f"{code}/{i:05d}.png", (1980, 1, 1, 0, 0, 0)), png)
+            bar.update()
+    os.replace(tmp, path)
+
+
+def _manifest(counts: dict[str, int], seed: int, font_files: tuple[str, ...]) -> dict:
+    return {"version": VERSION, "seed": seed, "size": SIZE, "counts": counts,
+            "codes": list(CODES), "fonts": [Path(f).name for f in font_files]}
+
+
+def ensure(preset: str = "synth", *, seed: int = 0, progress: bool = True) -> Path:
+    """The preset's folder under data/, generated when missing or made with other settings."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown synthetic preset {preset!r}; expected {' or '.join(PRESETS)}")
+    dest = paths.data_dir() / preset
+    counts = PRESETS[preset]
+    try:
+        found = json.loads((dest / "synth.json").read_text())
+    except (OSError, ValueError):
+        found = None
+    wanted = _manifest(counts, seed, fonts())
+    zips_there = all((dest / f"{s}.zip").is_file() for s in SPLITS)
+    if found != wanted or not zips_there:
+        generate(dest, counts=counts, seed=seed, progress=progress)
+    return dest
