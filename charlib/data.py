@@ -301,3 +301,25 @@ def _save_cache(cache: Path, part: dict, meta: dict) -> None:
     for old in cache.parent.glob(f"{stem}-*.npz"):
         if old != cache:
             old.unlink(missing_ok=True)
+
+
+INK = 128  # a pixel at or above this (of 255) counts as stroke
+
+
+def class_table(ds: Dataset):
+    """Per class: label, images per split, and the training images' mean intensity and ink cover."""
+    import pandas as pd
+
+    train = ds.train
+    images = train.images.reshape(len(train), -1)
+    rows = []
+    for k, code in enumerate(ds.classes):
+        mine = images[train.labels == k]
+        rows.append({
+            "code": code,
+            "label": display_label(code),
+            **{split: int(part.counts()[k]) for split, part in ds.splits().items()},
+            "mean_intensity": float(mine.mean()) if len(mine) else float("nan"),
+            "ink_coverage": float((mine >= INK).mean()) if len(mine) else float("nan"),
+        })
+    return pd.DataFrame(rows)

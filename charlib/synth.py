@@ -37,6 +37,10 @@ PRESETS = {
 }
 # Fonts whose ASCII code points hold symbols or placeholder boxes, not letters.
 _BAD_FONTS = re.compile(r"LastResort|cmsy|cmex|cmmi|STIXSiz|STIXNonUni|Display", re.IGNORECASE)
+# TeX's Computer Modern fonts keep the old TeX layout for punctuation ('\\' holds a quote mark,
+# '<' an inverted '!'): use them for letters and digits only.
+_ALNUM_ONLY = re.compile(r"^cm", re.IGNORECASE)
+ALNUM = frozenset(c for c in range(33, 127) if chr(c).isalnum())
 _FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.fonts", "~/.local/share/fonts",
               "/Library/Fonts", "/System/Library/Fonts", "C:/Windows/Fonts")
 
@@ -78,7 +82,8 @@ def render(code: int, rng: np.random.Generator, font_files: tuple[str, ...]) -> 
     if code == UNKNOWN:
         return _noise(rng)
     img = Image.new("L", (CANVAS, CANVAS), 0)
-    font = _font(font_files[rng.integers(len(font_files))], 48)
+    usable = font_files if code in ALNUM else [f for f in font_files if not _ALNUM_ONLY.match(Path(f).name)]
+    font = _font(usable[rng.integers(len(usable))], 48)
     stroke = int(rng.choice([0, 0, 1, 2, 3]))
     ImageDraw.Draw(img).text((CANVAS / 2, CANVAS / 2), chr(code), fill=255, font=font,
                              anchor="mm", stroke_width=stroke, stroke_fill=255)

@@ -1,0 +1,167 @@
+"""Download the AlphaNum dataset zips from Hugging Face: resumable, sha256-verified, stdlib only."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote
+
+from charlib import paths
+
+REPO = "louisraedisch/AlphaNum"
+FILES = ("train.zip", "validation.zip", "test.zip")
+DEFAULT_ENDPOINT = "https://huggingface.co"
+CHUNK = 1 << 20  # 1 MiB: big enough to be fast, small enough for a smooth progress bar
+USER_AGENT = "charlib-download/0.1 (urllib)"
+# Everything a dropped or unreachable connection can raise; HTTPError is handled before these.
+# socket.timeout is TimeoutError since Python 3.10.
+NETWORK_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException)
+
+
+class DownloadError(RuntimeError):
+    """A failed download; the one-line message names the URL or path and the fix."""
+
+
+def download_alphanum(
+    dest: str | os.PathLike | None = None,
+    *,
+    endpoint: str | None = None,
+    revision: str = "main",
+    progress: bool = True,
+    timeout: float = 30.0,
+) -> Path:
+    """Fetch train/validation/test zips of AlphaNum into `dest` (resumes, checks sha256)."""
+    dest = Path(dest) if dest is not None else paths.data_dir() / "alphanum"
+    # Read HF_ENDPOINT now, not at import, so a mirror set after import is honoured.
+    endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    try:
+        expected = _listing(endpoint, revision, timeout)
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in FILES:
+            sha, size = expected[name]
+            final = dest / name
+            if final.is_file() and final.stat().st_size == size and _sha256(final) == sha:
+                continue
+            url = f"{endpoint}/datasets/{REPO}/resolve/{quote(revision, safe='')}/{name}"
+            _fetch_verified(url, final, sha, size, timeout, progress)
+    except NETWORK_ERRORS as e:
+        reason = " ".join(str(getattr(e, "reason", None) or e).split()) or type(e).__name__
+        raise DownloadError(
+            f"cannot reach {endpoint} ({reason}): you seem to be offline; rerun when online to "
+            f"resume, or download {', '.join(FILES)} from {endpoint}/datasets/{REPO} by hand "
+            f"into {dest}"
+        ) from e
+    return dest
+
+
+def _listing(endpoint: str, revision: str, timeout: float) -> dict[str, tuple[str, int]]:
+    """Expected (sha256, size) of each of FILES, from the repository's file tree."""
+    url = f"{endpoint}/api/datasets/{REPO}/tree/{quote(revision, safe='')}"
+    with _get(url, timeout) as resp:
+        try:
+            entries = json.load(resp)
+        except ValueError:
+            entries = None
+    if not isinstance(entries, list):
+        raise DownloadError(f"{url} did not answer with a file list: check endpoint / HF_ENDPOINT")
+    found = {e.get("path"): e for e in entries if isinstance(e, dict) and e.get("type") == "file"}
+    expected = {}
+    for name in FILES:
+        entry = found.get(name)
+        if entry is None:
+            raise DownloadError(f"{name} is missing from {url}: check the revision ({revision!r})")
+        lfs = entry.get("lfs") or {}
+        sha, size = lfs.get("oid"), lfs.get("size", entry.get("size"))
+        # Without a sha256 a truncated or corrupted file could pass silently, so refuse.
+        if not (isinstance(sha, str) and len(sha) == 64) or not isinstance(size, int):
+            raise DownloadError(
+                f"{url} gives no sha256 and size for {name}, so it cannot be verified: "
+                f"download it by hand from {endpoint}/datasets/{REPO}"
+            )
+        expected[name] = (sha.lower(), size)
+    return expected
+
+
+def _fetch_verified(
+    url: str, final: Path, sha: str, size: int, timeout: float, progress: bool
+) -> None:
+    """Download url via `final`.part, check its sha256, then move it into place."""
+    part = final.with_name(final.name + ".part")
+    for attempt in (1, 2):
+        resumed = _fetch(url, part, size, timeout, progress)
+        if _sha256(part) == sha:
+            # Only a verified file gets the final name, so a half-written one never looks done.
+            os.replace(part, final)
+            return
+        part.unlink()
+        # A part kept from an earlier run may be stale (e.g. the file changed upstream):
+        # start once from zero before blaming the server.
+        if not resumed or attempt == 2:
+            raise DownloadError(
+                f"{url} checksum mismatch (sha256 differs from the listing); "
+                f"the partial file was deleted, run the command again"
+            )
+
+
+def _fetch(url: str, part: Path, size: int, timeout: float, progress: bool) -> bool:
+    """Append the rest of url to part; return whether bytes from an earlier run were kept."""
+    from tqdm.auto import tqdm  # imported here so that importing charlib stays light
+
+    have = part.stat().st_size if part.is_file() else 0
+    resp = _get(url, timeout, offset=have)
+    if resp is None:  # 416: the server has nothing past `have`, so part is complete (or too big)
+        return True
+    with resp:
+        if resp.status != 206:
+            have = 0  # the server ignored Range and sends everything: start over, don't append
+        with (
+            open(part, "ab" if have else "wb") as f,
+            tqdm(
+                total=size,
+                initial=have,
+                desc=part.name.removesuffix(".part"),
+                unit="B",
+                unit_scale=True,
+                disable=not progress,
+            ) as bar,
+        ):
+            while chunk := resp.read(CHUNK):
+                f.write(chunk)
+                bar.update(len(chunk))
+    got = part.stat().st_size
+    if got < size:
+        # http.client returns b"" on a connection closed early, so check the length ourselves;
+        # the part is kept so that the next run resumes from here.
+        raise ConnectionError(f"connection closed after {got} of {size} bytes of {url}")
+    return have > 0
+
+
+def _get(url: str, timeout: float, offset: int = 0) -> http.client.HTTPResponse | None:
+    """Open url (from byte `offset`); None when the server says the range is past the end."""
+    headers = {"User-Agent": USER_AGENT}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as e:
+        e.close()
+        if e.code == 416 and offset:
+            return None
+        raise DownloadError(
+            f"{url} answered HTTP {e.code} ({e.reason}): check the repository and revision, "
+            f"or set HF_ENDPOINT to a working mirror"
+        ) from None
+
+
+def _sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks so big zips need little memory."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,144 @@
+"""Run the numbered notebooks headless with papermill and export each one to an HTML report."""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from charlib import paths
+
+NOTEBOOK_NAME = re.compile(r"^(\d\d)_\w+\.ipynb$")
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised; the message names the notebook, the cell and the error."""
+
+
+@dataclass
+class NotebookResult:
+    """One executed notebook: where its outputs went and how long it took."""
+
+    name: str
+    executed: Path
+    html: Path
+    seconds: float
+    ok: bool
+    error: str = ""
+
+
+def discover(notebooks: Path | None = None) -> list[Path]:
+    """The numbered notebooks (NN_name.ipynb), in order."""
+    folder = notebooks or paths.notebooks_dir()
+    return sorted(p for p in folder.glob("*.ipynb") if NOTEBOOK_NAME.match(p.name))
+
+
+def select(found: list[Path], only: list[str] | None) -> list[Path]:
+    """Notebooks whose number or name is in `only` (all when empty); unknown names fail loudly."""
+    if not only:
+        return found
+    chosen = [p for p in found if any(p.stem == o or p.stem.startswith(f"{o}_") for o in only)]
+    unknown = [o for o in only if not any(p.stem == o or p.stem.startswith(f"{o}_") for p in found)]
+    if unknown:
+        names = ", ".join(p.stem for p in found)
+        raise ValueError(f"unknown notebook {', '.join(unknown)}; expected one of {names}")
+    return chosen
+
+
+def declared_parameters(notebook: Path) -> set[str]:
+    """Names assigned in the notebook's cell tagged 'parameters'."""
+    import papermill
+
+    return set(papermill.inspect_notebook(str(notebook)))
+
+
+def run_notebook(notebook: Path, out_dir: Path, parameters: dict, *, progress: bool = True) -> NotebookResult:
+    """Execute one notebook into out_dir and export it to HTML, also when it fails."""
+    import papermill
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    executed = out_dir / notebook.name
+    wanted = declared_parameters(notebook)
+    params = {k: v for k, v in parameters.items() if k in wanted}
+    start = time.perf_counter()
+    error = ""
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(executed), parameters=params, cwd=str(notebook.parent),
+            kernel_name="python3", progress_bar=progress, log_output=False,
+        )
+    except papermill.PapermillExecutionError as e:
+        error = f"{notebook.stem} failed in cell {e.exec_count}: {e.ename}: {e.evalue}"
+    seconds = time.perf_counter() - start
+    html_path = export_html(executed, out_dir / f"{notebook.stem}.html")
+    return NotebookResult(notebook.stem, executed, html_path, seconds, not error, error)
+
+
+def export_html(executed: Path, target: Path) -> Path:
+    """An executed notebook -> a standalone HTML page (figures are inline PNGs)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nbformat.read(executed, as_version=4))
+    target.write_text(body, encoding="utf-8")
+    return target
+
+
+def write_index(results: list[NotebookResult], out_dir: Path, parameters: dict) -> Path:
+    """reports/index.html: the run's parameters and a link to each notebook's report."""
+    rows = "\n".join(
+        f"<tr><td><a href='{html.escape(r.html.name)}'>{html.escape(r.name)}</a></td>"
+        f"<td class='{'ok' if r.ok else 'fail'}'>{'ok' if r.ok else html.escape(r.error)}</td>"
+        f"<td>{r.seconds:.1f} s</td></tr>"
+        for r in results
+    )
+    params = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(repr(v))}</td></tr>" for k, v in parameters.items()
+    )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>charlib reports</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 50rem; color: #222; }}
+table {{ border-collapse: collapse; margin-bottom: 1.5rem; }}
+td, th {{ border-bottom: 1px solid #ddd; padding: .35rem .8rem; text-align: left; }}
+.ok {{ color: #1a7f37; }} .fail {{ color: #b42318; }}
+</style></head><body>
+<h1>charlib reports</h1>
+<p>Generated {time.strftime("%Y-%m-%d %H:%M:%S")} by <code>python -m charlib run</code>.</p>
+<table><tr><th>notebook</th><th>status</th><th>time</th></tr>
+{rows}
+</table>
+<h2>Parameters</h2>
+<table>{params}</table>
+</body></html>
+"""
+    index = out_dir / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
+
+
+def run_all(
+    parameters: dict,
+    *,
+    only: list[str] | None = None,
+    out_dir: Path | None = None,
+    notebooks: Path | None = None,
+    progress: bool = True,
+) -> list[NotebookResult]:
+    """Run the numbered notebooks in order, stopping at the first that fails (NotebookFailed)."""
+    out_dir = out_dir or paths.reports_dir()
+    chosen = select(discover(notebooks), only)
+    if not chosen:
+        raise ValueError(f"no numbered notebooks (NN_name.ipynb) in {notebooks or paths.notebooks_dir()}")
+    results = []
+    for notebook in chosen:
+        if progress:
+            print(f"running {notebook.name}", flush=True)
+        result = run_notebook(notebook, out_dir, parameters, progress=progress)
+        results.append(result)
+        write_index(results, out_dir, parameters)
+        if not result.ok:
+            raise NotebookFailed(f"{result.error} (report: {result.html})")
+    return results

@@ -1,0 +1,103 @@
+"""Every figure: functions take data and return a matplotlib Figure (no pyplot state)."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from charlib.codes import code_to_char, display_label
+
+SPLIT_COLORS = {"train": "#4C72B0", "validation": "#DD8452", "test": "#55A868"}
+
+
+def _tile(images: np.ndarray, cols: int) -> np.ndarray:
+    """N×H×W images -> one mosaic with `cols` columns and a 1-pixel grey gutter."""
+    n, h, w = images.shape
+    rows = -(-n // cols)
+    out = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1), 60, np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, cols)
+        out[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = img
+    return out
+
+
+def sample_grid(data, *, per_class: int = 6, cols: int = 8, seed: int = 0) -> Figure:
+    """A few random training images of every class, titled like 'A (65)'."""
+    rng = np.random.default_rng(seed)
+    n = len(data.classes)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(cols * 2.0, rows * 0.75 + 0.6), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for k, code in enumerate(data.classes):
+        idx = np.flatnonzero(data.labels == k)
+        pick = rng.choice(idx, size=min(per_class, len(idx)), replace=False)
+        ax = axes.flat[k]
+        ax.imshow(_tile(data.images[pick], per_class), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(display_label(code), fontsize=9)
+    fig.suptitle(f"{per_class} random training images per class", fontsize=12)
+    return fig
+
+
+def class_distribution(table) -> Figure:
+    """Images per class, stacked by split, from `data.class_table`."""
+    fig = Figure(figsize=(max(10, len(table) * 0.22), 4), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(table))
+    bottom = np.zeros(len(table))
+    for split, color in zip(SPLIT_COLORS, SPLIT_COLORS.values()):
+        ax.bar(x, table[split], bottom=bottom, color=color, label=split, width=0.8)
+        bottom += table[split].to_numpy()
+    ax.set_xticks(x, [code_to_char(c) for c in table["code"]], fontsize=7)
+    ax.set_xlim(-0.7, len(table) - 0.3)
+    ax.set_xlabel("class (character)")
+    ax.set_ylabel("images")
+    ax.legend(ncols=3, loc="lower right", bbox_to_anchor=(1, 1), frameon=False)
+    ax.set_title("Images per class, stacked by split", loc="left")
+    return fig
+
+
+def split_sizes(counts: dict[str, int]) -> Figure:
+    """A horizontal bar per split, labelled with its image count."""
+    fig = Figure(figsize=(6, 1.8), layout="constrained")
+    ax = fig.subplots()
+    names = list(counts)
+    bars = ax.barh(names, [counts[n] for n in names], color=[SPLIT_COLORS[n] for n in names])
+    ax.bar_label(bars, labels=[f"{counts[n]:,}" for n in names], padding=3)
+    ax.invert_yaxis()
+    ax.set_xlabel("images")
+    ax.margins(x=0.15)
+    return fig
+
+
+def image_stats(table) -> Figure:
+    """Mean intensity and ink coverage per class (training images), from `data.class_table`."""
+    fig = Figure(figsize=(max(10, len(table) * 0.22), 5), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    x = np.arange(len(table))
+    top.bar(x, table["mean_intensity"], color="#4C72B0")
+    top.set_ylabel("mean intensity\n(0-255)")
+    bottom.bar(x, table["ink_coverage"] * 100, color="#C44E52")
+    bottom.set_ylabel("ink coverage\n(% pixels ≥ 128)")
+    bottom.set_xticks(x, [code_to_char(c) for c in table["code"]], fontsize=7)
+    bottom.set_xlabel("class (character)")
+    fig.suptitle("Image statistics per class (training split)")
+    return fig
+
+
+def mean_images(data, *, cols: int = 16) -> Figure:
+    """The average image of each class: what a 'typical' sample looks like."""
+    n = len(data.classes)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(cols * 0.8, rows * 0.95 + 0.5), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for k, code in enumerate(data.classes):
+        mine = data.images[data.labels == k]
+        ax = axes.flat[k]
+        ax.imshow(mine.mean(axis=0), cmap="magma", vmin=0, vmax=255)
+        ax.set_title(display_label(code), fontsize=7)
+    fig.suptitle("Mean image per class (training split)", fontsize=12)
+    return fig

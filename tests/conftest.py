@@ -1,0 +1,108 @@
+"""Shared fixtures: tiny generated datasets, isolated data/cache folders, the shared EMNIST data."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path_factory, monkeypatch):
+    """Caches and generated data go to a per-session temp folder, never into the checkout."""
+    base = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("CHARLIB_CACHE_DIR", str(base / "cache"))
+    monkeypatch.setenv("CHARLIB_DATA_DIR", str(base / "data"))
+    monkeypatch.setenv("CHARLIB_RUNS_DIR", str(base / "runs"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data/emnist-byclass (CHARLIB_SHARED_DATA); a skip, or a failure in CI."""
+    base = Path(os.environ.get("CHARLIB_SHARED_DATA") or ROOT.parent / "shared" / "data")
+    path = base / "emnist-byclass"
+    if not (path / "train.zip").is_file():
+        message = f"shared EMNIST data not found at {path}; set CHARLIB_SHARED_DATA"
+        if os.environ.get("CHARLIB_REQUIRE_SHARED_DATA"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def glyph(code: int, size: int = 28, *, seed: int = 0, dark_on_light: bool = True) -> np.ndarray:
+    """A distinct, recognisable uint8 image per class: a bar whose position encodes the code."""
+    rng = np.random.default_rng([code, seed])
+    img = np.zeros((size, size), np.uint8)
+    row = 3 + code % (size - 8)
+    img[row : row + 3, 4 : size - 4] = 255
+    img[4 : size - 4, 3 + (code * 7) % (size - 8)] = 255
+    img = np.clip(img.astype(int) + rng.integers(0, 20, img.shape), 0, 255).astype(np.uint8)
+    return 255 - img if dark_on_light else img
+
+
+def png_bytes(arr: np.ndarray, fmt: str = "PNG", mode: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    img = Image.fromarray(arr)
+    if mode:
+        img = img.convert(mode)
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def make_split_files(codes=(65, 66, 100), per_class=4, size=28, seed=0) -> dict[str, bytes]:
+    """'<code>/<i>.png' -> PNG bytes, dark on light like AlphaNum."""
+    return {
+        f"{code}/{i}.png": png_bytes(glyph(code, size, seed=seed * 100 + i))
+        for code in codes
+        for i in range(per_class)
+    }
+
+
+def write_folder(root: Path, files: dict[str, bytes]) -> Path:
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def write_zip(path: Path, files: dict[str, bytes]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return path
+
+
+@pytest.fixture
+def make_dataset(tmp_path):
+    """Build a dataset in tmp_path: layout 'folders' or 'zips', optional extra files per split."""
+
+    def build(layout="folders", codes=(65, 66, 100), per_class=4, size=28, extra=None, name="ds"):
+        root = tmp_path / name
+        for s, split in enumerate(("train", "validation", "test")):
+            files = make_split_files(codes, per_class, size, seed=s)
+            files.update((extra or {}).get(split, {}))
+            if layout == "folders":
+                write_folder(root / split, files)
+            else:
+                write_zip(root / f"{split}.zip", files)
+        return root
+
+    return build
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under root with its size and modification time."""
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
