@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
-
 from charlib import paths
 from charlib.codes import display_label, is_code
 from charlib.images import BadImage, decode, fit_square
+from charlib.progress import bar
 from charlib.sources import SPLITS, DataError, Tree, find_splits, is_system
 
 CACHE_VERSION = 1
@@ -259,7 +258,7 @@ def _load_tree(tree: Tree, size: int | None, progress: bool) -> dict:
     members, ignored = _classify(tree.names)
     arrays, codes, names, skipped, inverted = [], [], [], [], 0
     try:
-        for name, code in tqdm(members, desc=f"decoding {tree.label}", disable=not progress):
+        for name, code in bar(members, enabled=progress, desc=f"decoding {tree.label}"):
             try:
                 arr, flipped = decode(tree.read(name))
             except BadImage as e:

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from charlib import paths
+from charlib.progress import bar
 
 REPO = "louisraedisch/AlphaNum"
 FILES = ("train.zip", "validation.zip", "test.zip")
@@ -110,8 +111,6 @@ def _fetch_verified(
 
 def _fetch(url: str, part: Path, size: int, timeout: float, progress: bool) -> bool:
     """Append the rest of url to part; return whether bytes from an earlier run were kept."""
-    from tqdm.auto import tqdm  # imported here so that importing charlib stays light
-
     have = part.stat().st_size if part.is_file() else 0
     resp = _get(url, timeout, offset=have)
     if resp is None:  # 416: the server has nothing past `have`, so part is complete (or too big)
@@ -121,18 +120,18 @@ def _fetch(url: str, part: Path, size: int, timeout: float, progress: bool) -> b
             have = 0  # the server ignored Range and sends everything: start over, don't append
         with (
             open(part, "ab" if have else "wb") as f,
-            tqdm(
+            bar(
                 total=size,
                 initial=have,
                 desc=part.name.removesuffix(".part"),
                 unit="B",
                 unit_scale=True,
-                disable=not progress,
-            ) as bar,
+                enabled=progress,
+            ) as shown,
         ):
             while chunk := resp.read(CHUNK):
                 f.write(chunk)
-                bar.update(len(chunk))
+                shown.update(len(chunk))
     got = part.stat().st_size
     if got < size:
         # http.client returns b"" on a connection closed early, so check the length ourselves;

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import html
+import os
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from charlib import paths
+from charlib.progress import OFF_VARIABLE
 
 NOTEBOOK_NAME = re.compile(r"^(\d\d)_\w+\.ipynb$")
 
@@ -64,13 +66,24 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, *, progress: b
     params = {k: v for k, v in parameters.items() if k in wanted}
     start = time.perf_counter()
     error = ""
+    # Progress bars would be stored as widgets that a static report cannot show;
+    # the kernel inherits this environment.
+    saved = os.environ.get(OFF_VARIABLE)
+    os.environ[OFF_VARIABLE] = "0"
     try:
         papermill.execute_notebook(
             str(notebook), str(executed), parameters=params, cwd=str(notebook.parent),
             kernel_name="python3", progress_bar=progress, log_output=False,
         )
     except papermill.PapermillExecutionError as e:
-        error = f"{notebook.stem} failed in cell {e.exec_count}: {e.ename}: {e.evalue}"
+        line = next((t.strip() for t in e.source.splitlines() if t.strip()), "")[:60]
+        # [N] is the execution count the HTML report shows beside the cell.
+        error = f"{notebook.stem} failed in cell [{e.exec_count}] `{line}`: {e.ename}: {e.evalue}"
+    finally:
+        if saved is None:
+            del os.environ[OFF_VARIABLE]
+        else:
+            os.environ[OFF_VARIABLE] = saved
     seconds = time.perf_counter() - start
     html_path = export_html(executed, out_dir / f"{notebook.stem}.html")
     return NotebookResult(notebook.stem, executed, html_path, seconds, not error, error)

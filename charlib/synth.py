@@ -20,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
-from tqdm.auto import tqdm
-
 from charlib import paths
 from charlib.codes import UNKNOWN
+from charlib.progress import bar
 from charlib.sources import SPLITS
 
 VERSION = 1
@@ -122,7 +121,7 @@ def _mesh(rng: np.random.Generator, cells: int = 4) -> list:
 
 
 def _frame(arr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Crop to the ink, centre in a square with a jittered margin and offset, shrink, blur."""
+    """Crop to the ink, centre in a square with a jittered margin and offset, shrink, blur, stretch."""
     ys, xs = np.nonzero(arr > 40)
     if len(ys) == 0:
         return np.zeros((SIZE, SIZE), np.uint8)
@@ -135,8 +134,9 @@ def _frame(arr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     out = Image.new("L", (SIZE, SIZE), 0)
     dx, dy = rng.integers(-2, 3, size=2)
     out.paste(small, ((SIZE - nw) // 2 + int(dx), (SIZE - nh) // 2 + int(dy)))
-    out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0, 0.9)))
-    return np.asarray(out)
+    out = np.asarray(out.filter(ImageFilter.GaussianBlur(rng.uniform(0, 0.9))), np.float32)
+    # Thin fonts fade when shrunk; real pen strokes (and EMNIST's) reach full white.
+    return (out * (255.0 / max(out.max(), 1.0))).round().astype(np.uint8)
 
 
 def _noise(rng: np.random.Generator) -> np.ndarray:
@@ -169,12 +169,12 @@ def generate(dest: str | os.PathLike, *, counts: dict[str, int], seed: int = 0,
     font_files = fonts()
     tasks = [(seed, i, code, counts[split], font_files) for i, split in enumerate(SPLITS) for code in CODES]
     workers = workers or min(4, os.cpu_count() or 1)
-    bar = tqdm(total=len(tasks), desc="generating synthetic data", unit="class", disable=not progress)
+    done = bar(total=len(tasks), enabled=progress, desc="generating synthetic data", unit="class")
     with ProcessPoolExecutor(workers) as pool:
         results = iter(pool.map(_class_images, tasks, chunksize=4))
         for split in SPLITS:
-            _write_zip(dest / f"{split}.zip", ((code, next(results), bar) for code in CODES))
-    bar.close()
+            _write_zip(dest / f"{split}.zip", ((code, next(results), done) for code in CODES))
+    done.close()
     manifest = _manifest(counts, seed, font_files)
     (dest / "synth.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return dest
@@ -185,10 +185,10 @@ def _write_zip(path: Path, classes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
-        for code, images, bar in classes:
+        for code, images, done in classes:
             for i, png in enumerate(images):
                 zf.writestr(zipfile.ZipInfo(f"{code}/{i:05d}.png", (1980, 1, 1, 0, 0, 0)), png)
-            bar.update()
+            done.update()
     os.replace(tmp, path)
 
 

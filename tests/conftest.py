@@ -14,13 +14,14 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def isolated_dirs(tmp_path_factory, monkeypatch):
-    """Caches and generated data go to a per-session temp folder, never into the checkout."""
+@pytest.fixture(scope="session", autouse=True)
+def isolated_dirs(tmp_path_factory):
+    """Caches, generated data and runs go to a per-session temp folder, never into the checkout."""
     base = tmp_path_factory.getbasetemp()
-    monkeypatch.setenv("CHARLIB_CACHE_DIR", str(base / "cache"))
-    monkeypatch.setenv("CHARLIB_DATA_DIR", str(base / "data"))
-    monkeypatch.setenv("CHARLIB_RUNS_DIR", str(base / "runs"))
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("cache", "data", "runs"):
+            mp.setenv(f"CHARLIB_{name.upper()}_DIR", str(base / name))
+        yield base
 
 
 @pytest.fixture(scope="session")

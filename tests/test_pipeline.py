@@ -1,0 +1,124 @@
+"""Notebooks run headless with papermill; failures name the notebook and the cell."""
+
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from charlib import pipeline
+from charlib.__main__ import main
+
+pytestmark = pytest.mark.notebook
+
+
+def outputs(executed):
+    nb = nbformat.read(executed, as_version=4)
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+
+
+def text_of(outs):
+    parts = []
+    for o in outs:
+        parts.append(o.get("text", ""))
+        parts.append(o.get("data", {}).get("text/plain", ""))
+    return "\n".join(parts)
+
+
+def test_notebook_01_smoke(tmp_path):
+    params = {"DATA": "synth-small", "SMOKE": True, "SAMPLES_PER_CLASS": 3, "IGNORED": 1}
+    [result] = pipeline.run_all(params, only=["01"], out_dir=tmp_path, progress=False)
+    assert result.ok and result.name == "01_explore_data"
+    outs = outputs(result.executed)
+    assert not [o for o in outs if o.output_type == "error"]
+    text = text_of(outs)
+    assert "split zips" in text and "train 2,280, validation 570, test 570" in text
+    assert "95 classes" in text and "data source" in text
+    # split sizes, class distribution, sample grid, image statistics, mean images
+    assert sum("image/png" in o.get("data", {}) for o in outs) == 5
+    html = result.html.read_text()
+    assert html.count('<img alt="') == 5 and "ProgressModel" not in html
+    index = (tmp_path / "index.html").read_text()
+    assert "01_explore_data.html" in index and "SAMPLES_PER_CLASS" in index
+
+
+def _notebook(path, *sources):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("X = 1")] + [nbformat.v4.new_code_cell(s) for s in sources]
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def test_failing_notebook_stops_the_run(tmp_path):
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    _notebook(nbs / "01_fine.ipynb", "print(X)")
+    _notebook(nbs / "02_broken.ipynb", "Y = 2", "raise ValueError('boom')")
+    _notebook(nbs / "03_never.ipynb", "print('unreachable')")
+    (nbs / "scratch.ipynb").write_text("{}")  # not numbered: never run
+    out = tmp_path / "reports"
+    with pytest.raises(pipeline.NotebookFailed) as info:
+        pipeline.run_all({"X": 5}, out_dir=out, notebooks=nbs, progress=False)
+    message = str(info.value)
+    # cell [4]: papermill inserts the injected-parameters cell after the parameters cell
+    assert "02_broken failed in cell [4] `raise ValueError('boom')`: ValueError: boom" in message
+    assert (out / "02_broken.html").is_file()  # the failing notebook's report is still written
+    assert not (out / "03_never.ipynb").exists()
+    assert "boom" in (out / "index.html").read_text()
+    assert "5" in text_of(outputs(out / "01_fine.ipynb"))  # parameters were injected
+
+
+def test_select_unknown_notebook():
+    with pytest.raises(ValueError, match="unknown notebook 99; expected one of 01_explore_data"):
+        pipeline.select(pipeline.discover(), ["99"])
+
+
+def test_cli_run_failure_is_one_line(monkeypatch, tmp_path, capsys):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "01_broken.ipynb", "1 / 0")
+    monkeypatch.setattr(pipeline.paths, "notebooks_dir", lambda: nbs)
+    assert main(["run", "--out", str(tmp_path / "r")]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after papermill's cell progress
+    assert last.startswith("charlib: error: 01_broken failed in cell [3] `1 / 0`: ZeroDivisionError")
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "charlib", *args], capture_output=True, text=True)
+
+
+def test_cli_data_info(make_dataset):
+    root = make_dataset("zips", extra={"train": {"65/x.png": b""}})
+    done = run_cli("data", "info", str(root))
+    assert done.returncode == 0, done.stderr
+    assert "split zips" in done.stdout and "skipped train/65/x.png: empty file" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["data", "info", "/no/such/dataset"], "/no/such/dataset: no such file or folder"),
+        (["run", "--only", "42"], "unknown notebook 42"),
+        (["run", "-p", "oops"], "bad --param 'oops'"),
+    ],
+)
+def test_cli_errors_are_one_line(args, expected):
+    done = run_cli(*args)
+    assert done.returncode == 1
+    assert expected in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_param_values_are_literals(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_run_all(params, **kwargs):
+        seen.update(params)
+        raise pipeline.NotebookFailed("stop here")
+
+    monkeypatch.setattr(pipeline, "run_all", fake_run_all)
+    assert main(["run", "--smoke", "-p", "EPOCHS=3", "-p", "NAME=abc", "-p", "L=[1, 2]"]) == 1
+    assert seen == {"DATA": "synth", "SMOKE": True, "EPOCHS": 3, "NAME": "abc", "L": [1, 2]}
+    assert json.dumps(seen)

@@ -1,0 +1,60 @@
+import hashlib
+
+import numpy as np
+import pytest
+
+from charlib import synth
+from charlib.codes import UNKNOWN
+from charlib.data import load_dataset
+
+TINY = {"train": 3, "validation": 1, "test": 1}
+
+
+def digests(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.zip"))}
+
+
+def test_generation_is_deterministic_by_seed(tmp_path):
+    a = digests(synth.generate(tmp_path / "a", counts=TINY, seed=1, workers=1, progress=False))
+    b = digests(synth.generate(tmp_path / "b", counts=TINY, seed=1, workers=2, progress=False))
+    c = digests(synth.generate(tmp_path / "c", counts=TINY, seed=2, workers=2, progress=False))
+    assert a == b  # same bytes whatever the number of workers
+    assert a["train.zip"] != c["train.zip"]
+
+
+def test_loader_reads_it_as_alphanum(tmp_path):
+    root = synth.generate(tmp_path / "s", counts=TINY, seed=0, progress=False)
+    ds = load_dataset(root, progress=False)
+    assert ds.classes == (*range(33, 127), UNKNOWN)
+    assert ds.report.layout == "split zips" and ds.report.image_size == synth.SIZE
+    assert len(ds.train) == 95 * 3 and len(ds.test) == 95
+    # Stored dark on light like AlphaNum, so every image was inverted to white on black.
+    assert ds.report.inverted == {"train": 285, "validation": 95, "test": 95}
+    letters = ds.train.images[ds.train.codes != UNKNOWN]
+    assert letters[:, 0, :].mean() < 20  # black frame
+    assert (letters.reshape(len(letters), -1).max(axis=1) > 200).all()  # every glyph has ink
+
+
+def test_samples_vary_within_a_class():
+    rng = np.random.default_rng(0)
+    fonts = synth.fonts()
+    a, b = (synth.render(65, rng, fonts) for _ in range(2))
+    assert a.shape == (synth.SIZE, synth.SIZE) and np.abs(a.astype(int) - b).mean() > 5
+
+
+def test_fonts_cover_ascii_and_skip_symbol_fonts():
+    names = [f.rsplit("/", 1)[-1] for f in synth.fonts()]
+    assert any(n.startswith("DejaVuSans") for n in names)
+    assert not any(n.startswith(("cmsy", "cmex", "LastResort")) for n in names)
+
+
+def test_ensure_reuses_and_regenerates(monkeypatch):
+    monkeypatch.setitem(synth.PRESETS, "synth-small", TINY)
+    path = synth.ensure("synth-small", progress=False)
+    before = (path / "train.zip").stat().st_mtime_ns
+    assert synth.ensure("synth-small", progress=False) == path
+    assert (path / "train.zip").stat().st_mtime_ns == before  # reused, not rebuilt
+    synth.ensure("synth-small", seed=5, progress=False)
+    assert (path / "train.zip").stat().st_mtime_ns != before  # other settings: rebuilt
+    with pytest.raises(ValueError, match="unknown synthetic preset 'big'"):
+        synth.ensure("big")
