@@ -82,7 +82,7 @@ def test_cli_run_failure_is_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(pipeline.paths, "notebooks_dir", lambda: nbs)
     assert main(["run", "--out", str(tmp_path / "r")]) == 1
     last = capsys.readouterr().err.strip().splitlines()[-1]  # after papermill's cell progress
-    assert last.startswith("charlib: error: 01_broken failed in cell [3] `1 / 0`: ZeroDivisionError")
+    assert last.startswith("charlib: error: 01_broken failed in cell [2] `1 / 0`: ZeroDivisionError")
 
 
 def run_cli(*args):
