@@ -16,14 +16,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--smoke", action="store_true", help="tiny data and epochs, for a quick check")
     run.add_argument("--only", nargs="+", metavar="NN", help="notebooks to run, e.g. 01 02")
     run.add_argument("--out", default=None, help="report folder (default: reports/)")
-    run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                     help="extra notebook parameter (VALUE parsed as a Python literal)")
+    run.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra notebook parameter (VALUE parsed as a Python literal)",
+    )
 
     data = sub.add_parser("data", help="download, generate or inspect datasets")
     what = data.add_subparsers(dest="what", required=True)
-    alpha = what.add_parser("alphanum", help="download AlphaNum from Hugging Face into data/alphanum")
+    alpha = what.add_parser(
+        "alphanum", help="download AlphaNum from Hugging Face into data/alphanum"
+    )
     alpha.add_argument("--dest", default=None)
-    alpha.add_argument("--endpoint", default=None, help="Hugging Face endpoint (default $HF_ENDPOINT)")
+    alpha.add_argument(
+        "--endpoint", default=None, help="Hugging Face endpoint (default $HF_ENDPOINT)"
+    )
     synth = what.add_parser("synth", help="generate the built-in synthetic dataset")
     synth.add_argument("--preset", default="synth", choices=["synth", "synth-small"])
     synth.add_argument("--seed", type=int, default=0)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from charlib import paths
 from charlib.codes import display_label, is_code
 from charlib.images import BadImage, decode, fit_square
@@ -85,8 +86,9 @@ class LoadReport:
 
     def __str__(self) -> str:
         loaded = ", ".join(f"{s} {n:,}" for s, n in self.counts.items())
+        side = self.image_size
         lines = [
-            f"{self.source} ({self.layout}): {loaded} images of {self.image_size}×{self.image_size}",
+            f"{self.source} ({self.layout}): {loaded} images of {side}×{side}",
             f"inverted to white-on-black: {sum(self.inverted.values()):,}; "
             f"fitted to size: {sum(self.resized.values()):,}",
         ]
@@ -214,7 +216,9 @@ def _load_unsplit(root, tree, size, seed, val_fraction, test_fraction, progress)
     return Dataset(**{s: _to_chardata(p, classes) for s, p in parts.items()}, report=report)
 
 
-def stratified_split(codes: np.ndarray, *, seed: int, fractions=(0.1, 0.1)) -> dict[str, np.ndarray]:
+def stratified_split(
+    codes: np.ndarray, *, seed: int, fractions=(0.1, 0.1)
+) -> dict[str, np.ndarray]:
     """Indices per split; each class is shuffled with `seed` and cut by the fractions."""
     rng = np.random.default_rng(seed)
     out = {s: [] for s in SPLITS}
@@ -273,9 +277,23 @@ def _load_tree(tree: Tree, size: int | None, progress: bool) -> dict:
     shapes = Counter(max(a.shape) for a in arrays)
     size = size or (shapes.most_common(1)[0][0] if shapes else 28)
     resized = sum(a.shape != (size, size) for a in arrays)
-    images = np.stack([fit_square(a, size) for a in arrays]) if arrays else np.zeros((0, size, size), np.uint8)
-    meta = {"size": size, "inverted": inverted, "resized": resized, "skipped": skipped, "ignored": ignored}
-    part = {"images": images, "codes": np.asarray(codes, np.int64), "names": np.asarray(names, dtype=str)}
+    images = (
+        np.stack([fit_square(a, size) for a in arrays])
+        if arrays
+        else np.zeros((0, size, size), np.uint8)
+    )
+    meta = {
+        "size": size,
+        "inverted": inverted,
+        "resized": resized,
+        "skipped": skipped,
+        "ignored": ignored,
+    }
+    part = {
+        "images": images,
+        "codes": np.asarray(codes, np.int64),
+        "names": np.asarray(names, dtype=str),
+    }
     _save_cache(cache, part, meta)
     return {**part, **meta, "from_cache": False}
 
@@ -314,11 +332,13 @@ def class_table(ds: Dataset):
     rows = []
     for k, code in enumerate(ds.classes):
         mine = images[train.labels == k]
-        rows.append({
-            "code": code,
-            "label": display_label(code),
-            **{split: int(part.counts()[k]) for split, part in ds.splits().items()},
-            "mean_intensity": float(mine.mean()) if len(mine) else float("nan"),
-            "ink_coverage": float((mine >= INK).mean()) if len(mine) else float("nan"),
-        })
+        rows.append(
+            {
+                "code": code,
+                "label": display_label(code),
+                **{split: int(part.counts()[k]) for split, part in ds.splits().items()},
+                "mean_intensity": float(mine.mean()) if len(mine) else float("nan"),
+                "ink_coverage": float((mine >= INK).mean()) if len(mine) else float("nan"),
+            }
+        )
     return pd.DataFrame(rows)

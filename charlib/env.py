@@ -8,7 +8,7 @@ import sys
 
 
 def device_name(device: str = "auto") -> str:
-    """'auto' -> 'cuda' when a GPU is usable, else 'cpu'; other names must be valid torch devices."""
+    """'auto' -> 'cuda' when a GPU is usable, else 'cpu'; other names must be torch devices."""
     import torch
 
     if device == "auto":
@@ -16,9 +16,13 @@ def device_name(device: str = "auto") -> str:
     try:
         torch.device(device)
     except RuntimeError:
-        raise ValueError(f"unknown device {device!r}; expected 'auto', 'cpu' or 'cuda[:N]'") from None
+        raise ValueError(
+            f"unknown device {device!r}; expected 'auto', 'cpu' or 'cuda[:N]'"
+        ) from None
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but no CUDA GPU is visible; use 'auto' or 'cpu'")
+        raise ValueError(
+            f"device {device!r} asked for, but no CUDA GPU is visible; use 'auto' or 'cpu'"
+        )
     return device
 
 

@@ -56,7 +56,9 @@ def declared_parameters(notebook: Path) -> set[str]:
     return set(papermill.inspect_notebook(str(notebook)))
 
 
-def run_notebook(notebook: Path, out_dir: Path, parameters: dict, *, progress: bool = True) -> NotebookResult:
+def run_notebook(
+    notebook: Path, out_dir: Path, parameters: dict, *, progress: bool = True
+) -> NotebookResult:
     """Execute one notebook into out_dir and export it to HTML, also when it fails."""
     import papermill
 
@@ -72,8 +74,13 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, *, progress: b
     os.environ[OFF_VARIABLE] = "0"
     try:
         papermill.execute_notebook(
-            str(notebook), str(executed), parameters=params, cwd=str(notebook.parent),
-            kernel_name="python3", progress_bar=progress, log_output=False,
+            str(notebook),
+            str(executed),
+            parameters=params,
+            cwd=str(notebook.parent),
+            kernel_name="python3",
+            progress_bar=progress,
+            log_output=False,
         )
     except papermill.PapermillExecutionError as e:
         line = next((t.strip() for t in e.source.splitlines() if t.strip()), "")[:60]
@@ -94,7 +101,9 @@ def export_html(executed: Path, target: Path) -> Path:
     import nbformat
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nbformat.read(executed, as_version=4))
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(
+        nbformat.read(executed, as_version=4)
+    )
     target.write_text(body, encoding="utf-8")
     return target
 
@@ -108,7 +117,8 @@ def write_index(results: list[NotebookResult], out_dir: Path, parameters: dict) 
         for r in results
     )
     params = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{html.escape(repr(v))}</td></tr>" for k, v in parameters.items()
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(repr(v))}</td></tr>"
+        for k, v in parameters.items()
     )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>charlib reports</title>
@@ -144,7 +154,9 @@ def run_all(
     out_dir = out_dir or paths.reports_dir()
     chosen = select(discover(notebooks), only)
     if not chosen:
-        raise ValueError(f"no numbered notebooks (NN_name.ipynb) in {notebooks or paths.notebooks_dir()}")
+        raise ValueError(
+            f"no numbered notebooks (NN_name.ipynb) in {notebooks or paths.notebooks_dir()}"
+        )
     results = []
     for notebook in chosen:
         if progress:

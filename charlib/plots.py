@@ -46,7 +46,7 @@ def class_distribution(table) -> Figure:
     ax = fig.subplots()
     x = np.arange(len(table))
     bottom = np.zeros(len(table))
-    for split, color in zip(SPLIT_COLORS, SPLIT_COLORS.values()):
+    for split, color in SPLIT_COLORS.items():
         ax.bar(x, table[split], bottom=bottom, color=color, label=split, width=0.8)
         bottom += table[split].to_numpy()
     ax.set_xticks(x, [code_to_char(c) for c in table["code"]], fontsize=7)

@@ -45,7 +45,9 @@ class Tree:
             if self.is_folder:
                 self._names = _walk(self.path)
             else:
-                self.prefix, self._names = _strip_top_folder(self.prefix, _zip_names(self.path, self.prefix))
+                self.prefix, self._names = _strip_top_folder(
+                    self.prefix, _zip_names(self.path, self.prefix)
+                )
         return self._names
 
     def read(self, name: str) -> bytes:
@@ -141,7 +143,9 @@ def subtree(tree: Tree, top: str) -> Tree:
     """The members under one top folder of a zip tree, as a tree of their own."""
     inner = top + "/"
     names = [n[len(inner) :] for n in tree.names if n.startswith(inner)]
-    return Tree(label=f"{tree.label}/{top}", path=tree.path, prefix=tree.prefix + inner, _names=names)
+    return Tree(
+        label=f"{tree.label}/{top}", path=tree.path, prefix=tree.prefix + inner, _names=names
+    )
 
 
 def find_splits(root: Path) -> dict[str, Tree] | Tree:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
 from charlib import paths
 from charlib.codes import UNKNOWN
 from charlib.progress import bar
@@ -40,8 +41,15 @@ _BAD_FONTS = re.compile(r"LastResort|cmsy|cmex|cmmi|STIXSiz|STIXNonUni|Display",
 # '<' an inverted '!'): use them for letters and digits only.
 _ALNUM_ONLY = re.compile(r"^cm", re.IGNORECASE)
 ALNUM = frozenset(c for c in range(33, 127) if chr(c).isalnum())
-_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.fonts", "~/.local/share/fonts",
-              "/Library/Fonts", "/System/Library/Fonts", "C:/Windows/Fonts")
+_FONT_DIRS = (
+    "/usr/share/fonts",
+    "/usr/local/share/fonts",
+    "~/.fonts",
+    "~/.local/share/fonts",
+    "/Library/Fonts",
+    "/System/Library/Fonts",
+    "C:/Windows/Fonts",
+)
 
 
 @lru_cache(maxsize=1)
@@ -81,11 +89,22 @@ def render(code: int, rng: np.random.Generator, font_files: tuple[str, ...]) -> 
     if code == UNKNOWN:
         return _noise(rng)
     img = Image.new("L", (CANVAS, CANVAS), 0)
-    usable = font_files if code in ALNUM else [f for f in font_files if not _ALNUM_ONLY.match(Path(f).name)]
+    usable = (
+        font_files
+        if code in ALNUM
+        else [f for f in font_files if not _ALNUM_ONLY.match(Path(f).name)]
+    )
     font = _font(usable[rng.integers(len(usable))], 48)
     stroke = int(rng.choice([0, 0, 1, 2, 3]))
-    ImageDraw.Draw(img).text((CANVAS / 2, CANVAS / 2), chr(code), fill=255, font=font,
-                             anchor="mm", stroke_width=stroke, stroke_fill=255)
+    ImageDraw.Draw(img).text(
+        (CANVAS / 2, CANVAS / 2),
+        chr(code),
+        fill=255,
+        font=font,
+        anchor="mm",
+        stroke_width=stroke,
+        stroke_fill=255,
+    )
     img = img.transform(img.size, Image.Transform.AFFINE, _affine(rng), Image.Resampling.BILINEAR)
     img = img.transform(img.size, Image.Transform.MESH, _mesh(rng), Image.Resampling.BILINEAR)
     if rng.random() < 0.25:
@@ -109,7 +128,9 @@ def _mesh(rng: np.random.Generator, cells: int = 4) -> list:
     """Elastic distortion: a grid whose source vertices are jittered (shared between cells)."""
     step = CANVAS / cells
     amp = rng.uniform(0, 5)
-    grid = np.stack(np.meshgrid(np.arange(cells + 1), np.arange(cells + 1), indexing="xy"), -1) * step
+    grid = (
+        np.stack(np.meshgrid(np.arange(cells + 1), np.arange(cells + 1), indexing="xy"), -1) * step
+    )
     src = grid + rng.normal(0, amp / 2, size=grid.shape)
     mesh = []
     for j in range(cells):
@@ -121,7 +142,7 @@ def _mesh(rng: np.random.Generator, cells: int = 4) -> list:
 
 
 def _frame(arr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Crop to the ink, centre in a square with a jittered margin and offset, shrink, blur, stretch."""
+    """Crop to the ink, centre it in a jittered square frame, shrink, blur, stretch contrast."""
     ys, xs = np.nonzero(arr > 40)
     if len(ys) == 0:
         return np.zeros((SIZE, SIZE), np.uint8)
@@ -145,7 +166,9 @@ def _noise(rng: np.random.Generator) -> np.ndarray:
     n = rng.integers(3, 60)
     ys, xs = rng.integers(0, SIZE, size=(2, n))
     out[ys, xs] = np.clip(rng.normal(180, 60, size=n), 0, 255)
-    img = Image.fromarray(out.astype(np.uint8)).filter(ImageFilter.GaussianBlur(rng.uniform(0, 0.8)))
+    img = Image.fromarray(out.astype(np.uint8)).filter(
+        ImageFilter.GaussianBlur(rng.uniform(0, 0.8))
+    )
     return np.asarray(img)
 
 
@@ -161,13 +184,23 @@ def _class_images(task: tuple[int, int, int, int, tuple[str, ...]]) -> list[byte
     return out
 
 
-def generate(dest: str | os.PathLike, *, counts: dict[str, int], seed: int = 0,
-             workers: int | None = None, progress: bool = True) -> Path:
+def generate(
+    dest: str | os.PathLike,
+    *,
+    counts: dict[str, int],
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Path:
     """Write dest/{train,validation,test}.zip and dest/synth.json; returns dest."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     font_files = fonts()
-    tasks = [(seed, i, code, counts[split], font_files) for i, split in enumerate(SPLITS) for code in CODES]
+    tasks = [
+        (seed, i, code, counts[split], font_files)
+        for i, split in enumerate(SPLITS)
+        for code in CODES
+    ]
     workers = workers or min(4, os.cpu_count() or 1)
     done = bar(total=len(tasks), enabled=progress, desc="generating synthetic data", unit="class")
     with ProcessPoolExecutor(workers) as pool:
@@ -193,8 +226,14 @@ def _write_zip(path: Path, classes) -> None:
 
 
 def _manifest(counts: dict[str, int], seed: int, font_files: tuple[str, ...]) -> dict:
-    return {"version": VERSION, "seed": seed, "size": SIZE, "counts": counts,
-            "codes": list(CODES), "fonts": [Path(f).name for f in font_files]}
+    return {
+        "version": VERSION,
+        "seed": seed,
+        "size": SIZE,
+        "counts": counts,
+        "codes": list(CODES),
+        "fonts": [Path(f).name for f in font_files],
+    }
 
 
 def ensure(preset: str = "synth", *, seed: int = 0, progress: bool = True) -> Path:

@@ -2,11 +2,11 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import glyph, make_split_files, png_bytes, snapshot, write_folder, write_zip
 
 from charlib import paths
 from charlib.data import CharData, class_table, load_dataset, load_split, stratified_split
 from charlib.sources import DataError
-from conftest import glyph, make_split_files, png_bytes, snapshot, write_folder, write_zip
 
 CODES = (65, 66, 100)  # "100" sorts before "65" as text: class order must be numeric
 
@@ -56,7 +56,9 @@ def test_unsplit_folder_gets_a_seeded_stratified_split(tmp_path):
     b = load_dataset(tmp_path / "flat", seed=3, progress=False)
     c = load_dataset(tmp_path / "flat", seed=4, progress=False)
     assert [a[s].counts().tolist() for s in ("train", "validation", "test")] == [
-        [16, 16, 16], [2, 2, 2], [2, 2, 2]
+        [16, 16, 16],
+        [2, 2, 2],
+        [2, 2, 2],
     ]
     assert a.test.names.tolist() == b.test.names.tolist() != c.test.names.tolist()
     every = sorted(np.concatenate([a[s].names for s in ("train", "validation", "test")]).tolist())
@@ -89,8 +91,11 @@ def test_bad_files_are_skipped_and_reported(make_dataset):
     ds = load_dataset(make_dataset("zips", extra=extra), progress=False)
     assert len(ds.train) == 12  # only the good images
     skipped = {r["path"]: r["reason"] for r in ds.report.skipped}
-    assert skipped == {"65/empty.png": "empty file", "65/notes.txt": "not an image",
-                       "66/cut.png": "truncated"}
+    assert skipped == {
+        "65/empty.png": "empty file",
+        "65/notes.txt": "not an image",
+        "66/cut.png": "truncated",
+    }
     ignored = {r["path"]: r["reason"] for r in ds.report.ignored}
     assert ignored == {
         "66/.DS_Store": "system file",

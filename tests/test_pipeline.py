@@ -45,9 +45,15 @@ def test_notebook_01_smoke(tmp_path):
 
 def _notebook(path, *sources):
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("X = 1")] + [nbformat.v4.new_code_cell(s) for s in sources]
+    nb.cells = [nbformat.v4.new_code_cell("X = 1")] + [
+        nbformat.v4.new_code_cell(s) for s in sources
+    ]
     nb.cells[0].metadata["tags"] = ["parameters"]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(nb, path)
 
 
@@ -82,7 +88,9 @@ def test_cli_run_failure_is_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(pipeline.paths, "notebooks_dir", lambda: nbs)
     assert main(["run", "--out", str(tmp_path / "r")]) == 1
     last = capsys.readouterr().err.strip().splitlines()[-1]  # after papermill's cell progress
-    assert last.startswith("charlib: error: 01_broken failed in cell [2] `1 / 0`: ZeroDivisionError")
+    assert last.startswith(
+        "charlib: error: 01_broken failed in cell [2] `1 / 0`: ZeroDivisionError"
+    )
 
 
 def run_cli(*args):

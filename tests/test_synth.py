@@ -11,7 +11,9 @@ TINY = {"train": 3, "validation": 1, "test": 1}
 
 
 def digests(folder):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.zip"))}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.zip"))
+    }
 
 
 def test_generation_is_deterministic_by_seed(tmp_path):

@@ -1,0 +1,39 @@
+# Every target sets up .venv itself when it is missing or older than pyproject.toml.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The torch pair the project is tested with; e.g. TORCH="torch torchvision" for other builds.
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+DATA ?= synth
+ARGS ?=
+
+.PHONY: run test lab bench lint format clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+run: $(STAMP)  ## run the notebooks on DATA (default: built-in synthetic data) -> reports/
+	$(PY) -m charlib run --data '$(DATA)' $(ARGS)
+
+test: $(STAMP)  ## lint + the whole test suite (CI runs exactly this)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest
+
+lab: $(STAMP)  ## JupyterLab on the notebooks
+	$(VENV)/bin/jupyter lab notebooks
+
+bench: $(STAMP)  ## speed benchmarks (results in benchmarks/results/)
+	$(PY) benchmarks/load_speed.py
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:  ## remove generated data, caches, runs and reports (keeps .venv)
+	rm -rf data/cache data/synth data/synth-small runs reports/*.html reports/*.ipynb
