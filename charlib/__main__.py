@@ -54,9 +54,14 @@ def _literal(text: str):
 def _run(args) -> None:
     from pathlib import Path
 
-    from charlib import pipeline
+    from charlib import pipeline, synth
+    from charlib.data import smoke_source
 
     params = {"DATA": args.data, "SMOKE": args.smoke}
+    source = str(smoke_source(args.data, args.smoke))
+    if source in synth.PRESETS:
+        # Here, with a progress bar in the terminal, rather than silently inside a notebook.
+        synth.ensure(source)
     for item in args.param:
         name, sep, value = item.partition("=")
         if not sep or not name.isidentifier():

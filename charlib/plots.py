@@ -42,7 +42,7 @@ def sample_grid(data, *, per_class: int = 6, cols: int = 8, seed: int = 0) -> Fi
 
 def class_distribution(table) -> Figure:
     """Images per class, stacked by split, from `data.class_table`."""
-    fig = Figure(figsize=(max(10, len(table) * 0.22), 4), layout="constrained")
+    fig = Figure(figsize=(min(16, max(10, len(table) * 0.16)), 4), layout="constrained")
     ax = fig.subplots()
     x = np.arange(len(table))
     bottom = np.zeros(len(table))
@@ -73,7 +73,7 @@ def split_sizes(counts: dict[str, int]) -> Figure:
 
 def image_stats(table) -> Figure:
     """Mean intensity and ink coverage per class (training images), from `data.class_table`."""
-    fig = Figure(figsize=(max(10, len(table) * 0.22), 5), layout="constrained")
+    fig = Figure(figsize=(min(16, max(10, len(table) * 0.16)), 5), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True)
     x = np.arange(len(table))
     top.bar(x, table["mean_intensity"], color="#4C72B0")

@@ -7,7 +7,7 @@ import sys
 import nbformat
 import pytest
 
-from charlib import pipeline
+from charlib import pipeline, synth
 from charlib.__main__ import main
 
 pytestmark = pytest.mark.notebook
@@ -86,7 +86,7 @@ def test_cli_run_failure_is_one_line(monkeypatch, tmp_path, capsys):
     nbs.mkdir()
     _notebook(nbs / "01_broken.ipynb", "1 / 0")
     monkeypatch.setattr(pipeline.paths, "notebooks_dir", lambda: nbs)
-    assert main(["run", "--out", str(tmp_path / "r")]) == 1
+    assert main(["run", "--data", str(tmp_path), "--out", str(tmp_path / "r")]) == 1
     last = capsys.readouterr().err.strip().splitlines()[-1]  # after papermill's cell progress
     assert last.startswith(
         "charlib: error: 01_broken failed in cell [2] `1 / 0`: ZeroDivisionError"
@@ -127,6 +127,9 @@ def test_param_values_are_literals(monkeypatch, tmp_path):
         raise pipeline.NotebookFailed("stop here")
 
     monkeypatch.setattr(pipeline, "run_all", fake_run_all)
+    monkeypatch.setattr(synth, "ensure", lambda preset: seen.setdefault("generated", preset))
     assert main(["run", "--smoke", "-p", "EPOCHS=3", "-p", "NAME=abc", "-p", "L=[1, 2]"]) == 1
+    # smoke runs use the small built-in set, generated before the notebooks start
+    assert seen.pop("generated") == "synth-small"
     assert seen == {"DATA": "synth", "SMOKE": True, "EPOCHS": 3, "NAME": "abc", "L": [1, 2]}
     assert json.dumps(seen)
