@@ -58,6 +58,7 @@ def _run(args) -> None:
     from charlib.data import smoke_source
 
     params = {"DATA": args.data, "SMOKE": args.smoke}
+    pipeline.select(pipeline.discover(), args.only)  # a typo fails now, not after generating
     source = str(smoke_source(args.data, args.smoke))
     if source in synth.PRESETS:
         # Here, with a progress bar in the terminal, rather than silently inside a notebook.
