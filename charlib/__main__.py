@@ -58,16 +58,16 @@ def _run(args) -> None:
     from charlib.data import smoke_source
 
     params = {"DATA": args.data, "SMOKE": args.smoke}
-    pipeline.select(pipeline.discover(), args.only)  # a typo fails now, not after generating
-    source = str(smoke_source(args.data, args.smoke))
-    if source in synth.PRESETS:
-        # Here, with a progress bar in the terminal, rather than silently inside a notebook.
-        synth.ensure(source)
     for item in args.param:
         name, sep, value = item.partition("=")
         if not sep or not name.isidentifier():
             raise ValueError(f"bad --param {item!r}; expected NAME=VALUE, e.g. -p EPOCHS=3")
         params[name] = _literal(value)
+    pipeline.select(pipeline.discover(), args.only)  # a typo fails now, not after generating
+    source = str(smoke_source(args.data, args.smoke))
+    if source in synth.PRESETS:
+        # Here, with a progress bar in the terminal, rather than silently inside a notebook.
+        synth.ensure(source)
     start = time.perf_counter()
     out = Path(args.out) if args.out else None
     results = pipeline.run_all(params, only=args.only, out_dir=out)
