@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -16,6 +15,7 @@ import numpy as np
 
 from charlib import paths
 from charlib.codes import display_label, is_code
+from charlib.files import atomic_write
 from charlib.images import BadImage, decode, fit_square
 from charlib.progress import bar
 from charlib.sources import SPLITS, DataError, Tree, find_splits, is_system
@@ -353,11 +353,7 @@ def _cache_path(tree: Tree, digest: str) -> Path:
 def _save_cache(cache: Path, part: dict, meta: dict) -> None:
     """Atomic write; older caches of the same source are removed (they can never match again)."""
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **part, meta=np.asarray(json.dumps(meta)))
-        os.replace(tmp, cache)
+        atomic_write(cache, lambda f: np.savez(f, **part, meta=np.asarray(json.dumps(meta))))
     except OSError:
         return  # a read-only cache only costs speed
     stem = cache.name.rsplit("-", 1)[0]

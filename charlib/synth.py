@@ -12,7 +12,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
@@ -23,6 +22,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from charlib import paths
 from charlib.codes import UNKNOWN
+from charlib.files import atomic_write, write_json
 from charlib.progress import bar
 from charlib.sources import SPLITS
 
@@ -209,20 +209,21 @@ def generate(
             _write_zip(dest / f"{split}.zip", ((code, next(results), done) for code in CODES))
     done.close()
     manifest = _manifest(counts, seed, font_files)
-    (dest / "synth.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_json(dest / "synth.json", manifest)
     return dest
 
 
 def _write_zip(path: Path, classes) -> None:
     """Atomic, byte-reproducible zip: fixed timestamps, sorted members, stored PNGs."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
-        for code, images, done in classes:
-            for i, png in enumerate(images):
-                zf.writestr(zipfile.ZipInfo(f"{code}/{i:05d}.png", (1980, 1, 1, 0, 0, 0)), png)
-            done.update()
-    os.replace(tmp, path)
+
+    def write(f) -> None:
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
+            for code, images, done in classes:
+                for i, png in enumerate(images):
+                    zf.writestr(zipfile.ZipInfo(f"{code}/{i:05d}.png", (1980, 1, 1, 0, 0, 0)), png)
+                done.update()
+
+    atomic_write(path, write)
 
 
 def _manifest(counts: dict[str, int], seed: int, font_files: tuple[str, ...]) -> dict:

@@ -1,0 +1,171 @@
+"""Batched, per-sample random augmentation on tensors: the same code on GPU and CPU.
+
+Input and output are float batches N×1×H×W in [0, 1], white strokes on black. One grid_sample
+call applies rotation, translation, scale, perspective and elastic distortion together; there
+are no flips (b/d, p/q would swap classes).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# Model input normalisation (mean, std) per channel: the seed's ImageNet statistics for RGB,
+# or a plain centring of [0, 1] to [-1, 1] for grayscale.
+NORMALIZATION = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "half": ((0.5,), (0.5,)),
+}
+
+# The seed's augmentation set; every magnitude is a keyword of `augment`.
+DEFAULTS = {
+    "rotation": 15.0,  # degrees, ±
+    "translate": 0.1,  # fraction of the image side, ±
+    "scale": 0.1,  # zoom 1 ± scale
+    "perspective": 0.2,  # corner displacement, fraction of half the side (applied to half the batch)
+    "brightness": 0.3,  # factor 1 ± brightness
+    "contrast": 0.3,  # factor 1 ± contrast
+    "stroke": 0.0,  # share of samples whose strokes are thickened or thinned by one pixel
+    "elastic": 0.0,  # displacement of a smooth random field, fraction of half the side
+}
+
+
+def to_model_input(
+    x: torch.Tensor, *, size: int, channels: int, normalization: str
+) -> torch.Tensor:
+    """Float N×1×H×W in [0, 1] -> the model's input: resized, 1 or 3 channels, normalised."""
+    if normalization not in NORMALIZATION:
+        raise ValueError(f"unknown normalization {normalization!r}; expected {list(NORMALIZATION)}")
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
+    if channels == 3:
+        x = x.expand(-1, 3, -1, -1)
+    mean, std = NORMALIZATION[normalization]
+    mean = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    std = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+def _uniform(n: int, low: float, high: float, x: torch.Tensor, g) -> torch.Tensor:
+    return torch.rand(n, device=x.device, generator=g) * (high - low) + low
+
+
+def augment(
+    x: torch.Tensor, *, generator: torch.Generator | None = None, **magnitudes
+) -> torch.Tensor:
+    """Augment a batch N×1×H×W in [0, 1]; magnitudes default to DEFAULTS, 0 switches one off."""
+    unknown = set(magnitudes) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(
+            f"unknown augmentation {sorted(unknown)}; expected some of {list(DEFAULTS)}"
+        )
+    m = {**DEFAULTS, **magnitudes}
+    g, n = generator, x.shape[0]
+    if m["stroke"] > 0:
+        x = _stroke(x, m["stroke"], g)
+    grid = _sampling_grid(x, m, g)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if m["brightness"] > 0 or m["contrast"] > 0:
+        b = _uniform(n, 1 - m["brightness"], 1 + m["brightness"], x, g).view(n, 1, 1, 1)
+        c = _uniform(n, 1 - m["contrast"], 1 + m["contrast"], x, g).view(n, 1, 1, 1)
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = ((x * b - mean * b) * c + mean * b).clamp(0, 1)
+    return x
+
+
+def _sampling_grid(x: torch.Tensor, m: dict, g) -> torch.Tensor:
+    """Where each output pixel samples the input (N×H×W×2, normalised -1..1 coordinates)."""
+    n, _, h, w = x.shape
+    angle = _uniform(n, -m["rotation"], m["rotation"], x, g) * (math.pi / 180)
+    zoom = _uniform(n, 1 - m["scale"], 1 + m["scale"], x, g)
+    shift = (torch.rand(n, 2, device=x.device, generator=g) * 2 - 1) * (2 * m["translate"])
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    # theta maps output to input coordinates: the inverse of "rotate, zoom, then shift".
+    theta = torch.stack(
+        [
+            torch.stack([cos, sin, -(cos * shift[:, 0] + sin * shift[:, 1])], 1),
+            torch.stack([-sin, cos, -(-sin * shift[:, 0] + cos * shift[:, 1])], 1),
+        ],
+        dim=1,
+    )
+    grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
+    if m["perspective"] > 0:
+        grid = _perspective(grid, m["perspective"], g)
+    if m["elastic"] > 0:
+        field = torch.randn(n, 2, 4, 4, device=x.device, generator=g) * m["elastic"]
+        field = F.interpolate(field, size=(h, w), mode="bicubic", align_corners=True)
+        grid = grid + field.permute(0, 2, 3, 1)
+    return grid
+
+
+def _perspective(grid: torch.Tensor, distortion: float, g) -> torch.Tensor:
+    """Pass the grid through a random homography for half of the samples (torchvision's p=0.5)."""
+    n = grid.shape[0]
+    corners = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]], device=grid.device)
+    # Corners move inwards by up to `distortion` of half the side, like RandomPerspective.
+    jitter = torch.rand(n, 4, 2, device=grid.device, generator=g) * distortion
+    moved = corners - corners.sign() * jitter
+    apply = torch.rand(n, device=grid.device, generator=g) < 0.5
+    moved = torch.where(apply.view(n, 1, 1), moved, corners.expand(n, 4, 2))
+    hom = _homography(corners.expand(n, 4, 2), moved)  # output corner -> input corner
+    flat = grid.reshape(n, -1, 2)
+    ones = torch.ones_like(flat[..., :1])
+    mapped = torch.cat([flat, ones], -1) @ hom.transpose(1, 2)
+    return (mapped[..., :2] / mapped[..., 2:].clamp(min=1e-6)).reshape(grid.shape)
+
+
+def _homography(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """The N×3×3 homographies taking 4 src points to 4 dst points (direct linear solve)."""
+    n = src.shape[0]
+    rows = []
+    for i in range(4):
+        x, y = src[:, i, 0], src[:, i, 1]
+        u, v = dst[:, i, 0], dst[:, i, 1]
+        zero, one = torch.zeros_like(x), torch.ones_like(x)
+        rows.append(torch.stack([x, y, one, zero, zero, zero, -u * x, -u * y], 1))
+        rows.append(torch.stack([zero, zero, zero, x, y, one, -v * x, -v * y], 1))
+    a = torch.stack(rows, 1)
+    b = dst.reshape(n, 8)
+    h = torch.linalg.solve(a, b)
+    return torch.cat([h, torch.ones(n, 1, device=src.device)], 1).view(n, 3, 3)
+
+
+def _stroke(x: torch.Tensor, share: float, g) -> torch.Tensor:
+    """Thicken (dilate) or thin (erode) strokes by one pixel for a random share of samples."""
+    n = x.shape[0]
+    pick = torch.rand(n, device=x.device, generator=g)
+    thick = F.max_pool2d(x, 3, stride=1, padding=1)
+    thin = -F.max_pool2d(-x, 3, stride=1, padding=1)
+    out = torch.where((pick < share / 2).view(n, 1, 1, 1), thick, x)
+    return torch.where(((pick >= share / 2) & (pick < share)).view(n, 1, 1, 1), thin, out)
+
+
+def preview(images: np.ndarray, *, seed: int = 0, **magnitudes) -> dict[str, np.ndarray]:
+    """Panels for notebook 02: originals, each augmentation alone, then all together (uint8)."""
+    m = {**DEFAULTS, **magnitudes}
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().div(255).unsqueeze(1)
+    off = dict.fromkeys(DEFAULTS, 0.0)
+    panels = {"original": images}
+    solo = {
+        "rotation": ["rotation"],
+        "translation": ["translate"],
+        "scale": ["scale"],
+        "perspective": ["perspective"],
+        "brightness / contrast": ["brightness", "contrast"],
+        "stroke width": ["stroke"],
+        "elastic": ["elastic"],
+        "all together": list(DEFAULTS),
+    }
+    for title, keys in solo.items():
+        if not any(m[k] for k in keys):
+            continue
+        settings = {**off, **{k: m[k] for k in keys}}
+        g = torch.Generator().manual_seed(seed)
+        out = augment(x, generator=g, **settings)
+        panels[title] = (out.squeeze(1) * 255).round().byte().numpy()
+    return panels

@@ -1,0 +1,78 @@
+"""ResNet-18 factory: the seed's ImageNet stem for 224 px, or a small stem for 24-32 px images."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+from torch import nn
+from torchvision.models import ResNet18_Weights
+from torchvision.models import resnet18 as tv_resnet18
+
+STEMS = ("imagenet", "small")
+# torchvision's ImageNet weights; CHARLIB_WEIGHTS_URL points at a mirror (its file name must keep
+# the 'resnet18-<sha256 prefix>.pth' form, which torch.hub checks after downloading).
+WEIGHTS_URL = ResNet18_Weights.IMAGENET1K_V1.url
+_warned = False
+
+
+def resnet18(
+    num_classes: int, *, stem: str = "small", in_channels: int = 1, pretrained: bool = False
+) -> nn.Module:
+    """torchvision ResNet-18 with `num_classes` outputs, the chosen stem and input channels."""
+    if stem not in STEMS:
+        raise ValueError(f"unknown stem {stem!r}; expected 'imagenet' or 'small'")
+    if in_channels not in (1, 3):
+        raise ValueError(f"in_channels must be 1 (grayscale) or 3 (RGB), got {in_channels}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    model = tv_resnet18(weights=None, num_classes=num_classes)
+    if stem == "small":
+        # 3×3 stride 1 and no max-pool: a 28 px character keeps 28×28 resolution in layer1
+        # instead of shrinking to 7×7 before the first residual block.
+        model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+    elif in_channels != 3:
+        model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    if pretrained:
+        state = imagenet_weights()
+        if state is not None:
+            _load_pretrained(model, state, stem=stem, in_channels=in_channels)
+    return model
+
+
+def imagenet_weights() -> dict[str, torch.Tensor] | None:
+    """ImageNet ResNet-18 weights from the torch hub cache or by download; None when offline."""
+    global _warned
+    url = os.environ.get("CHARLIB_WEIGHTS_URL") or WEIGHTS_URL
+    try:
+        return torch.hub.load_state_dict_from_url(
+            url, progress=True, check_hash=True, weights_only=True, map_location="cpu"
+        )
+    except (OSError, RuntimeError) as e:  # URLError is an OSError; a bad hash a RuntimeError
+        if not _warned:
+            warnings.warn(
+                f"ImageNet weights unavailable ({e.__class__.__name__}: {e}); training from "
+                f"scratch. To use them, place {os.path.basename(url)} in "
+                f"{os.path.join(torch.hub.get_dir(), 'checkpoints')}",
+                stacklevel=2,
+            )
+            _warned = True
+        return None
+
+
+def _load_pretrained(model: nn.Module, state: dict, *, stem: str, in_channels: int) -> None:
+    """Copy ImageNet weights; the fc layer (and a small stem's conv1) stay freshly initialised."""
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    if stem == "small":
+        state.pop("conv1.weight")
+    elif in_channels == 1:
+        # Grayscale: a gray pixel g is the RGB pixel (g, g, g), so summing over RGB is exact.
+        state["conv1.weight"] = state["conv1.weight"].sum(dim=1, keepdim=True)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    expected_missing = {"fc.weight", "fc.bias"} | ({"conv1.weight"} if stem == "small" else set())
+    if set(missing) != expected_missing or unexpected:
+        raise ValueError(
+            f"ImageNet weights do not fit ResNet-18: missing {missing}, extra {unexpected}"
+        )
