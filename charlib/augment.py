@@ -25,7 +25,7 @@ DEFAULTS = {
     "rotation": 15.0,  # degrees, ±
     "translate": 0.1,  # fraction of the image side, ±
     "scale": 0.1,  # zoom 1 ± scale
-    "perspective": 0.2,  # corner displacement, fraction of half the side (applied to half the batch)
+    "perspective": 0.2,  # corner shift, fraction of half the side (on half of the samples)
     "brightness": 0.3,  # factor 1 ± brightness
     "contrast": 0.3,  # factor 1 ± contrast
     "stroke": 0.0,  # share of samples whose strokes are thickened or thinned by one pixel
