@@ -2,11 +2,12 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import glyph, make_split_files, png_bytes, snapshot, write_folder, write_zip
 
 from charlib import paths
 from charlib.data import CharData, class_table, load_dataset, load_split, stratified_split
 from charlib.sources import DataError
+
+from conftest import glyph, make_split_files, png_bytes, snapshot, write_folder, write_zip
 
 CODES = (65, 66, 100)  # "100" sorts before "65" as text: class order must be numeric
 

@@ -2,10 +2,11 @@ import io
 
 import numpy as np
 import pytest
-from conftest import glyph, png_bytes
 from PIL import Image
 
 from charlib.images import CORRUPT, EMPTY, NOT_IMAGE, TRUNCATED, BadImage, decode, fit_square
+
+from conftest import glyph, png_bytes
 
 LIGHT = glyph(65, dark_on_light=True)  # AlphaNum style
 WHITE_ON_BLACK = 255 - LIGHT

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import torch
+
+from charlib import augment as aug
+
+from conftest import glyph
+
+OFF = dict.fromkeys(aug.DEFAULTS, 0.0)
+
+
+@pytest.fixture
+def batch():
+    images = np.stack([255 - glyph(c) for c in range(65, 81)])  # white on black
+    return torch.from_numpy(images).float().div(255).unsqueeze(1)
+
+
+def test_shape_range_and_determinism(batch):
+    a = aug.augment(batch, generator=torch.Generator().manual_seed(1), stroke=0.5, elastic=0.05)
+    b = aug.augment(batch, generator=torch.Generator().manual_seed(1), stroke=0.5, elastic=0.05)
+    c = aug.augment(batch, generator=torch.Generator().manual_seed(2), stroke=0.5, elastic=0.05)
+    assert a.shape == batch.shape and a.dtype == batch.dtype
+    assert a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_all_off_is_identity(batch):
+    out = aug.augment(batch, generator=torch.Generator().manual_seed(0), **OFF)
+    assert torch.allclose(out, batch, atol=1e-5)
+
+
+def test_each_sample_gets_its_own_transform(batch):
+    same = batch[:1].expand(8, -1, -1, -1).contiguous()
+    out = aug.augment(same, generator=torch.Generator().manual_seed(0), **{**OFF, "rotation": 15.0})
+    assert len({round(float(o.sum()), 3) for o in out}) > 4
+
+
+def test_never_mirrors():
+    ell = torch.zeros(64, 1, 28, 28)
+    ell[:, :, 4:24, 4:8] = 1.0  # an "L" hugging the left side
+    ell[:, :, 20:24, 4:14] = 1.0
+    out = aug.augment(ell, generator=torch.Generator().manual_seed(0), stroke=0.5, elastic=0.05)
+    cols = torch.arange(28.0)
+    centre_x = (out.sum(2).squeeze(1) * cols).sum(1) / out.sum((1, 2, 3))
+    assert (centre_x < 11).all()  # a horizontal flip would put the ink right of 13.5
+
+
+def test_stroke_width_changes_ink(batch):
+    g = torch.Generator().manual_seed(0)
+    thick = aug._stroke(batch, 1.0, g)  # every sample changed: half thicker, half thinner
+    ink_before = (batch > 0.5).flatten(1).sum(1)
+    ink_after = (thick > 0.5).flatten(1).sum(1)
+    assert (ink_after > ink_before).any() and (ink_after < ink_before).any()
+
+
+def test_unknown_augmentation_is_refused(batch):
+    with pytest.raises(ValueError, match=r"unknown augmentation \['flip'\]"):
+        aug.augment(batch, flip=0.5)
+
+
+def test_model_input_seed_style(batch):
+    x = aug.to_model_input(
+        torch.zeros(2, 1, 28, 28), size=224, channels=3, normalization="imagenet"
+    )
+    assert x.shape == (2, 3, 224, 224)
+    black = (0 - 0.485) / 0.229
+    assert torch.isclose(x[0, 0, 0, 0], torch.tensor(black), atol=1e-4)
+    with pytest.raises(ValueError, match="unknown normalization 'z'"):
+        aug.to_model_input(batch, size=28, channels=1, normalization="z")
+
+
+def test_preview_panels():
+    images = np.stack([255 - glyph(c) for c in (65, 66, 67)])
+    panels = aug.preview(images, seed=0, stroke=0.5, elastic=0.05)
+    assert list(panels)[:2] == ["original", "rotation"] and "all together" in panels
+    assert all(p.shape == images.shape and p.dtype == np.uint8 for p in panels.values())
+    np.testing.assert_array_equal(panels["original"], images)
+    assert "elastic" not in aug.preview(images, elastic=0.0)  # switched off: no panel

@@ -1,0 +1,211 @@
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from charlib import train
+from charlib.data import CharData, load_dataset
+
+from conftest import glyph
+
+OFF = {"rotation": 0, "translate": 0, "scale": 0, "perspective": 0, "brightness": 0, "contrast": 0}
+
+
+def tiny(classes=8, per_class=16, seed=0, size=28):
+    images = np.stack(
+        [
+            255 - glyph(65 + k, size, seed=seed * 1000 + i)
+            for k in range(classes)
+            for i in range(per_class)
+        ]
+    )
+    labels = np.repeat(np.arange(classes), per_class)
+    names = np.array([f"{65 + k}/{i}.png" for k in range(classes) for i in range(per_class)])
+    return CharData(images, labels, tuple(range(65, 65 + classes)), names)
+
+
+def test_resolve_params_cpu_defaults_and_errors():
+    p = train.resolve_params("fast", device="cpu")
+    assert p["stem"] == train.CPU_FAST["stem"] and p["device"] == "cpu"
+    assert train.resolve_params("seed", device="cpu")["img_size"] == 224
+    assert train.resolve_params("fast", device="cpu", epochs=2)["epochs"] == 2
+    with pytest.raises(ValueError, match="unknown recipe 'slow'; expected 'fast' or 'seed'"):
+        train.resolve_params("slow", device="cpu")
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        train.resolve_params("fast", device="cpu", epochs=0)
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        train.resolve_params("fast", device="tpu")
+
+
+def test_overfits_one_batch(tmp_path):
+    data = tiny(classes=8, per_class=8)
+    summary = train.fit(
+        data,
+        data,
+        run_dir=tmp_path / "r",
+        epochs=40,
+        batch_size=64,
+        lr=3e-3,
+        augmentation=OFF,
+        progress=False,
+        device="cpu",
+    )
+    history = json.loads((tmp_path / "r" / "history.json").read_text())
+    assert history[-1]["train_loss"] < history[0]["train_loss"] / 3
+    assert summary["best_val_acc"] == 1.0
+
+
+def test_artifacts_and_safe_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    summary = train.fit(
+        tiny(),
+        tiny(seed=1),
+        run_dir=run,
+        epochs=4,
+        batch_size=32,
+        checkpoint_every=2,
+        progress=False,
+        device="cpu",
+    )
+    assert summary["epochs_run"] == 4 and summary["recipe"] == "fast"
+    assert {p.name for p in run.iterdir()} == {
+        "params.json",
+        "history.json",
+        "last.pt",
+        "best.pt",
+        "epoch_002.pt",
+        "epoch_004.pt",
+    }
+    params = json.loads((run / "params.json").read_text())
+    assert params["classes"] == list(range(65, 73)) and params["epochs"] == 4
+    assert "torch" in params["environment"]
+    for name in ("last.pt", "best.pt", "epoch_002.pt"):
+        ckpt = torch.load(run / name, map_location="cpu", weights_only=True)
+        assert ckpt["format"] == train.CHECKPOINT_FORMAT and ckpt["classes"] == list(range(65, 73))
+    best = train.load_checkpoint(run / "best.pt")
+    assert best["epoch"] == summary["best_epoch"] and "optimizer" not in best
+    assert [r["epoch"] for r in json.loads((run / "history.json").read_text())] == [1, 2, 3, 4]
+
+
+def test_early_stopping(tmp_path):
+    data = tiny(classes=4, per_class=4)
+    summary = train.fit(
+        data,
+        data,
+        run_dir=tmp_path / "r",
+        epochs=30,
+        batch_size=16,
+        lr=1e-9,
+        patience=2,
+        progress=False,
+        device="cpu",
+        augmentation=OFF,
+    )
+    assert summary["epochs_run"] < 30  # nothing improves with lr 1e-9: stopped after patience
+
+
+def test_resume_after_a_crash(tmp_path):
+    run = tmp_path / "run"
+    data = tiny(per_class=32)
+    np.savez(tmp_path / "data.npz", images=data.images, labels=data.labels)
+    script = textwrap.dedent(f"""
+        import os, signal, threading
+        import numpy as np
+        from charlib.data import CharData
+        from charlib.train import fit
+        z = np.load({str(tmp_path / "data.npz")!r})
+        data = CharData(z["images"], z["labels"], tuple(range(65, 73)), np.array(["x"] * 256))
+        def crash(record, history):
+            if record["epoch"] == 2:  # die in the middle of epoch 3, as a power cut would
+                threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGKILL)).start()
+        fit(data, data, run_dir={str(run)!r}, epochs=6, batch_size=16, progress=False,
+            device="cpu", callback=crash)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == -9, done.stderr
+    saved = train.load_checkpoint(run / "last.pt")
+    finished = saved["history"]
+    assert 2 <= len(finished) < 6 and [r["epoch"] for r in finished] == list(
+        range(1, len(finished) + 1)
+    )
+    summary = train.fit(
+        data, data, run_dir=run, epochs=6, batch_size=16, progress=False, device="cpu"
+    )
+    history = json.loads((run / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5, 6]
+    assert history[: len(finished)] == finished  # no finished epoch lost or redone
+    assert summary["epochs_run"] == 6
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    train.fit(
+        tiny(),
+        tiny(),
+        run_dir=tmp_path / "r",
+        epochs=1,
+        batch_size=32,
+        progress=False,
+        device="cpu",
+    )
+    with pytest.raises(ValueError, match="holds a run with other stem"):
+        train.fit(
+            tiny(),
+            tiny(),
+            run_dir=tmp_path / "r",
+            epochs=1,
+            batch_size=32,
+            progress=False,
+            device="cpu",
+            stem="small",
+        )
+
+
+def test_malicious_checkpoint_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"format": train.CHECKPOINT_FORMAT, "model": Evil()}, f)
+    with pytest.raises(ValueError, match="not a safe charlib checkpoint"):
+        train.load_checkpoint(path)
+    assert not marker.exists()
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        train.load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_seed_recipe_runs_end_to_end(tmp_path):
+    data = tiny(classes=3, per_class=6)
+    summary = train.fit(
+        data,
+        data,
+        run_dir=tmp_path / "seed",
+        recipe="seed",
+        epochs=1,
+        batch_size=6,
+        num_workers=2,
+        progress=False,
+        device="cpu",
+    )
+    params = json.loads((tmp_path / "seed" / "params.json").read_text())
+    assert (params["img_size"], params["channels"], params["stem"]) == (224, 3, "imagenet")
+    assert params["normalization"] == "imagenet" and summary["epochs_run"] == 1
+
+
+@pytest.mark.realdata
+def test_learns_real_handwriting_on_cpu(shared_data, tmp_path):
+    ds = load_dataset(shared_data, progress=False)
+    tr = ds.train.subset(per_class=60, seed=0)
+    va = ds.validation.subset(per_class=10, seed=0)
+    summary = train.fit(tr, va, run_dir=tmp_path / "emnist", epochs=3, progress=False, device="cpu")
+    # 62 classes: chance is 1.6%; a real learner gets far above it within a minute
+    assert summary["best_val_acc"] > 0.4
