@@ -47,6 +47,20 @@ class CharData:
         """Images per class, in class order."""
         return np.bincount(self.labels, minlength=len(self.classes))
 
+    def take(self, codes, per_class: int | None = None, seed: int = 0) -> CharData:
+        """Only the given class codes, in that order; `per_class` random images of each if given."""
+        missing = [c for c in codes if c not in self.classes]
+        if missing:
+            shown = ", ".join(display_label(c) for c in missing)
+            raise ValueError(f"classes {shown} are not in this dataset; pick from its classes")
+        rng = np.random.default_rng(seed)
+        picks = []
+        for code in codes:
+            idx = np.flatnonzero(self.labels == self.classes.index(code))
+            picks.append(np.sort(rng.permutation(idx)[:per_class]) if per_class else idx)
+        idx = np.concatenate(picks) if picks else np.zeros(0, np.int64)
+        return CharData(self.images[idx], self.labels[idx], self.classes, self.names[idx])
+
     def subset(self, per_class: int, seed: int = 0) -> CharData:
         """At most `per_class` images of each class, chosen with a seeded shuffle."""
         rng = np.random.default_rng(seed)
@@ -54,6 +68,8 @@ class CharData:
             rng.permutation(np.flatnonzero(self.labels == k))[:per_class]
             for k in range(len(self.classes))
         ]
+        if not any(len(k) for k in keep):
+            return self
         idx = np.sort(np.concatenate(keep))
         return CharData(self.images[idx], self.labels[idx], self.classes, self.names[idx])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from charlib.codes import code_to_char, display_label
 
@@ -100,4 +101,54 @@ def mean_images(data, *, cols: int = 16) -> Figure:
         ax.imshow(mine.mean(axis=0), cmap="magma", vmin=0, vmax=255)
         ax.set_title(display_label(code), fontsize=7)
     fig.suptitle("Mean image per class (training split)", fontsize=12)
+    return fig
+
+
+def augmentation_panels(panels: dict[str, np.ndarray], labels: list[str] | None = None) -> Figure:
+    """One row per augmentation (from `augment.preview`), the same images in every row."""
+    names = list(panels)
+    n = len(panels[names[0]])
+    fig = Figure(figsize=(n * 0.9 + 1.6, len(names) * 0.95 + 0.4), layout="constrained")
+    axes = fig.subplots(len(names), 1, squeeze=False)[:, 0]
+    for ax, name in zip(axes, names, strict=True):
+        ax.imshow(_tile(panels[name], n), cmap="gray", vmin=0, vmax=255)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=10)
+    if labels:
+        side = panels[names[0]].shape[-1] + 1
+        axes[0].set_xticks(np.arange(n) * side + side / 2 - 1, labels, fontsize=8)
+        axes[0].xaxis.tick_top()
+    return fig
+
+
+def training_history(history: list[dict]) -> Figure:
+    """Loss and accuracy per epoch (training and validation) and the learning rate."""
+    fig = Figure(figsize=(13, 3.6), layout="constrained")
+    loss_ax, acc_ax, lr_ax = fig.subplots(1, 3)
+    epochs = [r["epoch"] for r in history]
+    loss_ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
+    loss_ax.plot(epochs, [r["val_loss"] for r in history], "o-", label="validation")
+    loss_ax.set_title("loss (cross-entropy)")
+    acc_ax.plot(epochs, [100 * r["train_acc"] for r in history], "o-", label="train (augmented)")
+    acc_ax.plot(epochs, [100 * r["val_acc"] for r in history], "o-", label="validation")
+    if history:
+        best = max(history, key=lambda r: r["val_acc"])
+        acc_ax.annotate(
+            f"best {100 * best['val_acc']:.1f}%",
+            (best["epoch"], 100 * best["val_acc"]),
+            textcoords="offset points",
+            xytext=(0, -16),
+            ha="center",
+            fontsize=9,
+        )
+    acc_ax.set_title("accuracy (%)")
+    lr_ax.plot(epochs, [r["lr"] for r in history], "o-", color="#8172B3")
+    lr_ax.set_title("learning rate at epoch end")
+    for ax in (loss_ax, acc_ax, lr_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    loss_ax.legend()
+    acc_ax.legend()
     return fig

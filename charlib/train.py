@@ -159,6 +159,9 @@ def fit(
     last = run_dir / "last.pt"
     if resume and last.is_file():
         state = _restore(last, params, model, opt, sched, averaged)
+    else:  # a fresh run: no checkpoint of an earlier run may pass for one of this run
+        for old in [*run_dir.glob("*.pt"), run_dir / "history.json"]:
+            old.unlink(missing_ok=True)
     write_json(run_dir / "params.json", {**params, "environment": environment()})
     step = torch.compile(model) if compile else model
     history = state["history"]
@@ -395,6 +398,14 @@ def _weights_only(ckpt: dict) -> dict:
 
 def _state(model) -> dict:
     return getattr(model, "_orig_mod", model).state_dict()
+
+
+def model_from_checkpoint(ckpt: dict, device: str = "cpu"):
+    """The ResNet-18 a checkpoint describes, with its weights, in eval mode on `device`."""
+    p = ckpt["params"]
+    net = resnet18(len(ckpt["classes"]), stem=p["stem"], in_channels=p["channels"])
+    net.load_state_dict(ckpt["model"])
+    return net.to(device).eval()
 
 
 def load_checkpoint(path) -> dict:

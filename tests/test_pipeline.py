@@ -133,3 +133,22 @@ def test_param_values_are_literals(monkeypatch, tmp_path):
     assert seen.pop("generated") == "synth-small"
     assert seen == {"DATA": "synth", "SMOKE": True, "EPOCHS": 3, "NAME": "abc", "L": [1, 2]}
     assert json.dumps(seen)
+
+
+def test_notebooks_02_and_03_smoke(tmp_path):
+    params = {"DATA": "synth-small", "SMOKE": True, "RUN_NAME": "smoke-run", "SEED": 1}
+    results = pipeline.run_all(params, only=["02", "03"], out_dir=tmp_path, progress=False)
+    assert [r.name for r in results] == ["02_augmentation_preview", "03_train_gpu"]
+    assert all(r.ok for r in results)
+    aug_outs = outputs(results[0].executed)
+    # the panel of every augmentation, then many draws of two characters
+    assert sum("image/png" in o.get("data", {}) for o in aug_outs) == 3
+    assert "showing: A (65), a (97), B (66)" in text_of(aug_outs)
+    train_outs = outputs(results[1].executed)
+    assert not [o for o in train_outs if o.output_type == "error"]
+    text = text_of(train_outs)
+    assert "best_val_acc" in text and "images_per_s" in text and "smoke-run" in text
+    run = pipeline.paths.runs_dir() / "smoke-run"
+    for name in ("best.pt", "last.pt", "params.json", "history.json", "training_history.png"):
+        assert (run / name).is_file(), name
+    assert sum("image/png" in o.get("data", {}) for o in train_outs) >= 1

@@ -1,0 +1,155 @@
+"""Both training recipes on the same data and device in one run: speed and accuracy.
+
+Measures, for recipe="seed" (the seed project's: 224 px RGB, PIL augmentation in a 4-worker
+DataLoader, batch 64) and recipe="fast" (device-resident uint8 data, batched augmentation):
+steady-state training images/s, seconds of training to reach each validation accuracy, and the
+final validation and test accuracy. Prints the ratios and writes
+benchmarks/results/train_speed-<device>.json.
+
+On a CPU the seed recipe runs about 11 images/s, so by default it is timed on a subset for one
+epoch (its images/s is what the ratio needs); on a GPU both recipes train on everything.
+
+Usage: python benchmarks/train_speed.py [--data PATH] [--device auto] [--fast-epochs N] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import torch
+
+from charlib.data import load_dataset
+from charlib.env import device_name, environment
+from charlib.train import fit, load_checkpoint, model_from_checkpoint, predict_logits
+
+ROOT = Path(__file__).resolve().parents[1]
+THRESHOLDS = (0.80, 0.83, 0.86, 0.88)
+
+
+def time_to(history: list[dict], threshold: float) -> float | None:
+    """Training seconds (validation excluded) until validation accuracy first reaches threshold."""
+    spent = 0.0
+    for record in history:
+        spent += record["seconds"]
+        if record["val_acc"] >= threshold:
+            return round(spent, 2)
+    return None
+
+
+def test_accuracy(run_dir: Path, test, device: str) -> float:
+    ckpt = load_checkpoint(run_dir / "best.pt")
+    logits = predict_logits(
+        model_from_checkpoint(ckpt, device), test.images, ckpt["params"], torch.device(device)
+    )
+    return float((logits.argmax(1).numpy() == test.labels).mean())
+
+
+def run(recipe: str, train, val, test, device: str, out: Path, **kwargs) -> dict:
+    run_dir = out / recipe
+    summary = fit(
+        train,
+        val,
+        run_dir=run_dir,
+        recipe=recipe,
+        device=device,
+        resume=False,
+        patience=10_000,
+        **kwargs,
+    )
+    history = json.loads((run_dir / "history.json").read_text())
+    # Steady state: the first epoch pays for worker start-up, cuDNN autotuning and compilation.
+    steady = history[1:] or history
+    return {
+        "recipe": recipe,
+        "train_images": len(train),
+        "epochs": len(history),
+        "images_per_s": round(sum(r["images_per_s"] for r in steady) / len(steady), 1),
+        "train_seconds": summary["train_seconds"],
+        "time_to_val_acc_s": {f"{t:.2f}": time_to(history, t) for t in THRESHOLDS},
+        "best_val_acc": round(summary["best_val_acc"], 4),
+        "test_acc": round(test_accuracy(run_dir, test, device), 4),
+        "history": history,
+    }
+
+
+def main() -> None:
+    default = Path(os.environ.get("CHARLIB_SHARED_DATA") or ROOT.parent / "shared" / "data")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(default / "emnist-byclass"))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--fast-epochs", type=int, default=None, help="default: recipe's")
+    parser.add_argument("--fast-stem", default=None, help="default: recipe's for the device")
+    parser.add_argument("--seed-epochs", type=int, default=None, help="default: 2 GPU, 1 CPU")
+    parser.add_argument(
+        "--seed-per-class",
+        type=int,
+        default=None,
+        help="training images per class for the seed recipe (default: all on GPU, 10 on CPU)",
+    )
+    parser.add_argument("--compile", action="store_true")
+    args = parser.parse_args()
+    device = device_name(args.device)
+    gpu = device.startswith("cuda")
+    ds = load_dataset(args.data, progress=False)
+    seed_train = ds.train
+    per_class = args.seed_per_class if args.seed_per_class is not None else (None if gpu else 10)
+    if per_class:
+        seed_train = ds.train.subset(per_class=per_class, seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        seed = run(
+            "seed",
+            seed_train,
+            ds.validation,
+            ds.test,
+            device,
+            out,
+            epochs=args.seed_epochs or (2 if gpu else 1),
+        )
+        fast = run(
+            "fast",
+            ds.train,
+            ds.validation,
+            ds.test,
+            device,
+            out,
+            epochs=args.fast_epochs,
+            stem=args.fast_stem,
+            compile=args.compile,
+        )
+    env = environment()
+    result = {
+        "benchmark": "train_speed",
+        "device": env.get("gpu", f"CPU ({os.cpu_count()} cores, {platform.machine()})"),
+        "environment": env,
+        "data": args.data,
+        "speedup_images_per_s": round(fast["images_per_s"] / seed["images_per_s"], 1),
+        "seed": seed,
+        "fast": fast,
+    }
+    tag = "gpu-" + env["gpu"].split(" (")[0].replace(" ", "_") if gpu else "cpu"
+    path = ROOT / "benchmarks" / "results" / f"train_speed-{tag}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"device: {result['device']}")
+    print(
+        f"{'recipe':<6} {'images/s':>9} {'epochs':>6} {'best val':>8} {'test':>6}  time to val acc"
+    )
+    for r in (seed, fast):
+        reached = ", ".join(
+            f"{k}: {v if v is not None else '-'}s" for k, v in r["time_to_val_acc_s"].items()
+        )
+        print(
+            f"{r['recipe']:<6} {r['images_per_s']:>9.0f} {r['epochs']:>6} "
+            f"{r['best_val_acc']:>8.3f} {r['test_acc']:>6.3f}  {reached}"
+        )
+    print(f"fast / seed images/s: {result['speedup_images_per_s']}x   -> {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
