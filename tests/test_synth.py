@@ -60,3 +60,24 @@ def test_ensure_reuses_and_regenerates(monkeypatch):
     assert (path / "train.zip").stat().st_mtime_ns != before  # other settings: rebuilt
     with pytest.raises(ValueError, match="unknown synthetic preset 'big'"):
         synth.ensure("big")
+
+
+def test_thinning_finds_the_centre_line():
+    bar = np.zeros((40, 60), bool)
+    bar[16:23, 5:55] = True  # a 7-pixel-thick stroke
+    line = synth._thin(bar)
+    cols = line[:, 10:50].sum(axis=0)
+    assert (cols == 1).all()  # one pixel wide along its length
+    rows = np.flatnonzero(line[:, 30])
+    assert rows.tolist() == [19]  # in the middle of the stroke
+
+
+def test_monoline_pen_has_even_width():
+    rng = np.random.default_rng(0)
+    from PIL import Image
+
+    bold = np.zeros((synth.CANVAS, synth.CANVAS), np.uint8)
+    bold[30:66, 20:32] = 255  # a thick vertical stroke
+    pen = np.asarray(synth._monoline(Image.fromarray(bold), rng))
+    widths = (pen[35:60] > 128).sum(axis=1)
+    assert widths.max() - widths.min() <= 2 and 2 <= widths.mean() < 10
