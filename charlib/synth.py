@@ -121,7 +121,8 @@ def _monoline(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     half = CANVAS // 2  # thinning at half resolution is 4× cheaper; the pen hides the steps
     small = img.resize((half, half), Image.Resampling.BILINEAR)
     skeleton = _thin(np.asarray(small) > 100)
-    line = Image.fromarray(skeleton.astype(np.uint8) * 255).resize(img.size, Image.Resampling.NEAREST)
+    line = Image.fromarray(skeleton.astype(np.uint8) * 255)
+    line = line.resize(img.size, Image.Resampling.NEAREST)
     sigma = rng.uniform(1.0, 2.0)  # pen in CANVAS pixels: 3-6 px wide, 1.5-3 px once framed
     blurred = np.asarray(line.filter(ImageFilter.GaussianBlur(sigma)), np.float32)
     # A blurred 2-pixel line peaks near 2·255/(sqrt(2π)·σ); amplifying and clipping it gives a
@@ -146,8 +147,16 @@ def _thin(mask: np.ndarray) -> np.ndarray:
         changed = False
         for step in (0, 1):
             p = np.pad(img, 1)
-            n = [p[:-2, 1:-1], p[:-2, 2:], p[1:-1, 2:], p[2:, 2:],  # P2..P5: N, NE, E, SE
-                 p[2:, 1:-1], p[2:, :-2], p[1:-1, :-2], p[:-2, :-2]]  # P6..P9: S, SW, W, NW
+            n = [
+                p[:-2, 1:-1],
+                p[:-2, 2:],
+                p[1:-1, 2:],
+                p[2:, 2:],  # P2..P5: N, NE, E, SE
+                p[2:, 1:-1],
+                p[2:, :-2],
+                p[1:-1, :-2],
+                p[:-2, :-2],
+            ]  # P6..P9: S, SW, W, NW
             count = sum(x.astype(np.uint8) for x in n)
             turns = sum((~n[i] & n[(i + 1) % 8]).astype(np.uint8) for i in range(8))
             if step == 0:
