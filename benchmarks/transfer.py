@@ -35,23 +35,25 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--stem", default=None)
+    parser.add_argument("--keep", default=None, help="run folder to keep (default: a temp one)")
     parser.add_argument("--augmentation", default="{}", help="JSON, e.g. '{\"elastic\": 0.05}'")
     args = parser.parse_args()
     device = device_name(args.device)
     synth = load_dataset(args.preset, progress=False)
     emnist = load_dataset(args.emnist, progress=False)
     with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(args.keep or tmp)
         summary = fit(
             synth.train,
             synth.validation,
-            run_dir=Path(tmp),
+            run_dir=run_dir,
             device=device,
             epochs=args.epochs,
             stem=args.stem,
             resume=False,
             augmentation=json.loads(args.augmentation),
         )
-        ckpt = load_checkpoint(Path(tmp) / "best.pt")
+        ckpt = load_checkpoint(run_dir / "best.pt")
     net = model_from_checkpoint(ckpt, device)
     logits = predict_logits(net, emnist.test.images, ckpt["params"], torch.device(device))
     classes = np.asarray(ckpt["classes"])
@@ -59,6 +61,8 @@ def main() -> None:
     open_pred = classes[logits.argmax(1).numpy()]
     keep = np.isin(classes, emnist.classes)
     restricted_pred = classes[keep][logits[:, torch.from_numpy(keep)].argmax(1).numpy()]
+    digits = (truth >= 48) & (truth <= 57)
+    fold = np.vectorize(lambda c: ord(chr(c).lower()) if 65 <= c <= 90 else c)
     env = environment()
     result = {
         "benchmark": "transfer",
@@ -73,6 +77,10 @@ def main() -> None:
         "train_seconds": summary["train_seconds"],
         "emnist_test_acc_restricted": round(float((restricted_pred == truth).mean()), 4),
         "emnist_test_acc_open": round(float((open_pred == truth).mean()), 4),
+        "emnist_digits_acc_restricted": round(float((restricted_pred == truth)[digits].mean()), 4),
+        "emnist_test_acc_case_insensitive": round(
+            float((fold(restricted_pred) == fold(truth)).mean()), 4
+        ),
     }
     tag = "gpu" if device.startswith("cuda") else "cpu"
     path = ROOT / "benchmarks" / "results" / f"transfer-{tag}.json"
