@@ -28,8 +28,10 @@ test: $(STAMP)  ## lint + the whole test suite (CI runs exactly this)
 lab: $(STAMP)  ## JupyterLab on the notebooks
 	$(VENV)/bin/jupyter lab notebooks
 
-bench: $(STAMP)  ## speed benchmarks (results in benchmarks/results/)
+bench: $(STAMP)  ## benchmarks against the seed recipe (results in benchmarks/results/)
 	$(PY) benchmarks/load_speed.py
+	$(PY) benchmarks/train_speed.py
+	$(PY) benchmarks/transfer.py
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
