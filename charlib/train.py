@@ -145,7 +145,7 @@ def fit(
     loader = (
         _FastBatches(train, params, dev)
         if recipe == "fast"
-        else _seed_loader(train, params, num_workers, dev)
+        else _SeedBatches(train, params, num_workers, dev)
     )
     opt, sched = _optimizer(model, params, steps_per_epoch=len(loader))
     averaged = (
@@ -288,19 +288,27 @@ class _SeedDataset(torch.utils.data.Dataset):
         return self.transform(img), int(self.data.labels[i])
 
 
-def _seed_loader(data, params: dict, num_workers: int, dev: torch.device):
-    g = torch.Generator().manual_seed(params["seed"])
-    loader = torch.utils.data.DataLoader(
-        _SeedDataset(data, params),
-        batch_size=params["batch_size"],
-        shuffle=True,
-        num_workers=num_workers,
-        pin_memory=dev.type == "cuda",
-        generator=g,
-        persistent_workers=num_workers > 0,
-    )
-    loader.epoch = lambda epoch: ((x.to(dev, non_blocking=True), y.to(dev)) for x, y in loader)
-    return loader
+class _SeedBatches:
+    """The seed's DataLoader: shuffled batches of `_SeedDataset`, moved to the device."""
+
+    def __init__(self, data, params: dict, num_workers: int, dev: torch.device):
+        self.dev = dev
+        self.loader = torch.utils.data.DataLoader(
+            _SeedDataset(data, params),
+            batch_size=params["batch_size"],
+            shuffle=True,
+            num_workers=num_workers,
+            pin_memory=dev.type == "cuda",
+            generator=torch.Generator().manual_seed(params["seed"]),
+            persistent_workers=num_workers > 0,
+        )
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def epoch(self, epoch: int):
+        for x, y in self.loader:
+            yield x.to(self.dev, non_blocking=True), y.to(self.dev)
 
 
 def _optimizer(model, params: dict, *, steps_per_epoch: int):
