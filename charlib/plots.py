@@ -22,19 +22,24 @@ def _tile(images: np.ndarray, cols: int) -> np.ndarray:
     return out
 
 
+def _class_grid(n: int, cols: int, *, cell: tuple[float, float], top: float):
+    """A figure with one blank panel per class (n panels, `cols` a row) and its flat axes."""
+    rows = -(-n // cols)
+    fig = Figure(figsize=(cols * cell[0], rows * cell[1] + top), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    for ax in axes:
+        ax.set_axis_off()
+    return fig, axes
+
+
 def sample_grid(data, *, per_class: int = 6, cols: int = 8, seed: int = 0) -> Figure:
     """A few random training images of every class, titled like 'A (65)'."""
     rng = np.random.default_rng(seed)
-    n = len(data.classes)
-    rows = -(-n // cols)
-    fig = Figure(figsize=(cols * 2.0, rows * 0.75 + 0.6), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax in axes.flat:
-        ax.set_axis_off()
+    fig, axes = _class_grid(len(data.classes), cols, cell=(2.0, 0.75), top=0.6)
     for k, code in enumerate(data.classes):
         idx = np.flatnonzero(data.labels == k)
         pick = rng.choice(idx, size=min(per_class, len(idx)), replace=False)
-        ax = axes.flat[k]
+        ax = axes[k]
         ax.imshow(_tile(data.images[pick], per_class), cmap="gray", vmin=0, vmax=255)
         ax.set_title(display_label(code), fontsize=9)
     fig.suptitle(f"{per_class} random training images per class", fontsize=12)
@@ -89,15 +94,10 @@ def image_stats(table) -> Figure:
 
 def mean_images(data, *, cols: int = 16) -> Figure:
     """The average image of each class: what a 'typical' sample looks like."""
-    n = len(data.classes)
-    rows = -(-n // cols)
-    fig = Figure(figsize=(cols * 0.8, rows * 0.95 + 0.5), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax in axes.flat:
-        ax.set_axis_off()
+    fig, axes = _class_grid(len(data.classes), cols, cell=(0.8, 0.95), top=0.5)
     for k, code in enumerate(data.classes):
         mine = data.images[data.labels == k]
-        ax = axes.flat[k]
+        ax = axes[k]
         ax.imshow(mine.mean(axis=0), cmap="magma", vmin=0, vmax=255)
         ax.set_title(display_label(code), fontsize=7)
     fig.suptitle("Mean image per class (training split)", fontsize=12)
