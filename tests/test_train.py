@@ -166,6 +166,7 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         )
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the evil file is a raw pickle
 def test_malicious_checkpoint_is_refused(tmp_path):
     marker = tmp_path / "pwned"
 
