@@ -50,6 +50,11 @@ CPU_FAST = {"stem": "imagenet", "epochs": 6, "batch_size": 256}
 CHECKPOINT_FORMAT = "charlib-checkpoint-1"
 
 
+def _accelerated(dev: torch.device) -> bool:
+    """bf16 autocast and channels-last memory: on CUDA (tensor cores), not on CPU."""
+    return dev.type == "cuda"
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) random number generators."""
     random.seed(seed)
@@ -140,7 +145,7 @@ def fit(
         in_channels=params["channels"],
         pretrained=pretrained,
     ).to(dev)
-    if dev.type == "cuda":
+    if _accelerated(dev):
         model = model.to(memory_format=torch.channels_last)
     loader = (
         _FastBatches(train, params, dev)
@@ -332,9 +337,9 @@ def _train_epoch(model, loader, opt, sched, params, dev, epoch, averaged, progre
         loader.epoch(epoch), enabled=progress, total=len(loader), leave=False, desc=f"epoch {epoch}"
     )
     for x, y in batches:
-        if dev.type == "cuda":
+        if _accelerated(dev):
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=_accelerated(dev)):
             logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=params["label_smoothing"])
         opt.zero_grad(set_to_none=True)
@@ -365,9 +370,9 @@ def predict_logits(
             channels=params["channels"],
             normalization=params["normalization"],
         )
-        if dev.type == "cuda":
+        if _accelerated(dev):
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=_accelerated(dev)):
             out.append(model(x).float().cpu())
     return torch.cat(out) if out else torch.zeros(0, len(params["classes"]))
 

@@ -210,3 +210,26 @@ def test_learns_real_handwriting_on_cpu(shared_data, tmp_path):
     summary = train.fit(tr, va, run_dir=tmp_path / "emnist", epochs=3, progress=False, device="cpu")
     # 62 classes: chance is 1.6%; a real learner gets far above it within a minute
     assert summary["best_val_acc"] > 0.4
+
+
+def test_accelerated_path_runs_on_cpu(tmp_path, monkeypatch):
+    """The CUDA-only branches (bf16 autocast, channels-last) and EMA, exercised on the CPU."""
+    monkeypatch.setattr(train, "_accelerated", lambda dev: True)
+    data = tiny(classes=4, per_class=16)
+    summary = train.fit(
+        data,
+        data,
+        run_dir=tmp_path / "r",
+        epochs=3,
+        batch_size=32,
+        ema=True,
+        progress=False,
+        device="cpu",
+    )
+    history = json.loads((tmp_path / "r" / "history.json").read_text())
+    assert all(np.isfinite([r["train_loss"], r["val_loss"]]).all() for r in history)
+    ckpt = train.load_checkpoint(tmp_path / "r" / "best.pt")
+    net = train.model_from_checkpoint(ckpt)
+    logits = train.predict_logits(net, data.images, ckpt["params"], torch.device("cpu"))
+    assert logits.dtype == torch.float32 and logits.shape == (64, 4)
+    assert summary["epochs_run"] == 3 and ckpt["params"]["ema"] is True
