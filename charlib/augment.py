@@ -33,6 +33,11 @@ DEFAULTS = {
 }
 
 
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 N×H×W (white on black) -> float N×1×H×W in [0, 1], the input of `augment`."""
+    return images.unsqueeze(1).float().div_(255)
+
+
 def to_model_input(
     x: torch.Tensor, *, size: int, channels: int, normalization: str
 ) -> torch.Tensor:
@@ -149,7 +154,7 @@ def _stroke(x: torch.Tensor, share: float, g) -> torch.Tensor:
 def preview(images: np.ndarray, *, seed: int = 0, **magnitudes) -> dict[str, np.ndarray]:
     """Panels for notebook 02: originals, each augmentation alone, then all together (uint8)."""
     m = {**DEFAULTS, **magnitudes}
-    x = torch.from_numpy(np.ascontiguousarray(images)).float().div(255).unsqueeze(1)
+    x = to_unit(torch.from_numpy(np.ascontiguousarray(images)))
     off = dict.fromkeys(DEFAULTS, 0.0)
     panels = {"original": images}
     solo = {

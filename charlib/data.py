@@ -53,24 +53,26 @@ class CharData:
         if missing:
             shown = ", ".join(display_label(c) for c in missing)
             raise ValueError(f"classes {shown} are not in this dataset; pick from its classes")
-        rng = np.random.default_rng(seed)
-        picks = []
-        for code in codes:
-            idx = np.flatnonzero(self.labels == self.classes.index(code))
-            picks.append(np.sort(rng.permutation(idx)[:per_class]) if per_class else idx)
-        idx = np.concatenate(picks) if picks else np.zeros(0, np.int64)
-        return CharData(self.images[idx], self.labels[idx], self.classes, self.names[idx])
+        picks = self._pick([self.classes.index(c) for c in codes], per_class, seed)
+        return self._rows(np.concatenate(picks) if picks else np.zeros(0, np.int64))
 
     def subset(self, per_class: int, seed: int = 0) -> CharData:
         """At most `per_class` images of each class, chosen with a seeded shuffle."""
-        rng = np.random.default_rng(seed)
-        keep = [
-            rng.permutation(np.flatnonzero(self.labels == k))[:per_class]
-            for k in range(len(self.classes))
-        ]
+        keep = self._pick(range(len(self.classes)), per_class, seed)
         if not any(len(k) for k in keep):
             return self
-        idx = np.sort(np.concatenate(keep))
+        return self._rows(np.sort(np.concatenate(keep)))
+
+    def _pick(self, labels, per_class: int | None, seed: int) -> list[np.ndarray]:
+        """Indices of each label in turn: `per_class` of them drawn with `seed`, else all."""
+        rng = np.random.default_rng(seed)
+        out = []
+        for k in labels:
+            idx = np.flatnonzero(self.labels == k)
+            out.append(np.sort(rng.permutation(idx)[:per_class]) if per_class else idx)
+        return out
+
+    def _rows(self, idx: np.ndarray) -> CharData:
         return CharData(self.images[idx], self.labels[idx], self.classes, self.names[idx])
 
 

@@ -85,16 +85,18 @@ def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(path, size)
 
 
+@lru_cache(maxsize=4)
+def _punctuation_fonts(font_files: tuple[str, ...]) -> tuple[str, ...]:
+    """The fonts whose punctuation is ASCII's (not TeX's old layout)."""
+    return tuple(f for f in font_files if not _ALNUM_ONLY.match(Path(f).name))
+
+
 def render(code: int, rng: np.random.Generator, font_files: tuple[str, ...]) -> np.ndarray:
     """One sample: uint8 SIZE×SIZE, white strokes on black."""
     if code == UNKNOWN:
         return _noise(rng)
     img = Image.new("L", (CANVAS, CANVAS), 0)
-    usable = (
-        font_files
-        if code in ALNUM
-        else [f for f in font_files if not _ALNUM_ONLY.match(Path(f).name)]
-    )
+    usable = font_files if code in ALNUM else _punctuation_fonts(font_files)
     font = _font(usable[rng.integers(len(usable))], 48)
     mono = rng.random() < MONOLINE
     stroke = 0 if mono else int(rng.choice([0, 0, 1, 2, 3]))  # a monoline pen sets its own width
@@ -133,10 +135,16 @@ def _monoline(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(pen) if _extent(pen) > 0.7 * _extent(np.asarray(img)) else img
 
 
+def _ink_box(arr: np.ndarray) -> np.ndarray | None:
+    """The crop of `arr` to its ink's bounding box; None when there is no ink."""
+    ys, xs = np.nonzero(arr > 40)
+    return arr[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] if len(ys) else None
+
+
 def _extent(arr: np.ndarray) -> int:
     """The longer side of the ink's bounding box, in pixels."""
-    ys, xs = np.nonzero(arr > 40)
-    return int(max(np.ptp(ys), np.ptp(xs))) + 1 if len(ys) else 0
+    crop = _ink_box(arr)
+    return max(crop.shape) if crop is not None else 0
 
 
 def _thin(mask: np.ndarray) -> np.ndarray:
@@ -203,10 +211,9 @@ def _mesh(rng: np.random.Generator, cells: int = 4) -> list:
 
 def _frame(arr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Crop to the ink, centre it in a jittered square frame, shrink, blur, stretch contrast."""
-    ys, xs = np.nonzero(arr > 40)
-    if len(ys) == 0:
+    crop = _ink_box(arr)
+    if crop is None:
         return np.zeros((SIZE, SIZE), np.uint8)
-    crop = arr[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
     h, w = crop.shape
     box = rng.uniform(18, 25)  # px the longer side takes in the SIZE frame (EMNIST: about 24)
     scale = box / max(h, w)

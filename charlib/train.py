@@ -55,6 +55,15 @@ def _accelerated(dev: torch.device) -> bool:
     return dev.type == "cuda"
 
 
+def _forward(model, x: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    """model(x), in bf16 autocast with channels-last input where `_accelerated`."""
+    fast = _accelerated(dev)
+    if fast:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=fast):
+        return model(x)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) random number generators."""
     random.seed(seed)
@@ -249,13 +258,14 @@ class _FastBatches:
 
     def epoch(self, epoch: int):
         # Seeded per epoch, so a resumed run sees the batches an uninterrupted one would.
-        g = torch.Generator().manual_seed(self.params["seed"] * 100_003 + epoch)
-        order = torch.randperm(len(self.labels), generator=g).to(self.dev)
-        gdev = torch.Generator(device=self.dev).manual_seed(self.params["seed"] * 100_003 + epoch)
+        seed = self.params["seed"] * 100_003 + epoch
+        order = torch.randperm(len(self.labels), generator=torch.Generator().manual_seed(seed))
+        order = order.to(self.dev)
+        gdev = torch.Generator(device=self.dev).manual_seed(seed)
         p = self.params
         for i in range(0, len(order), self.batch):
             idx = order[i : i + self.batch]
-            x = self.images[idx].unsqueeze(1).float().div_(255)
+            x = aug.to_unit(self.images[idx])
             x = aug.augment(x, generator=gdev, **p["augmentation"])
             x = aug.to_model_input(
                 x, size=p["img_size"], channels=p["channels"], normalization=p["normalization"]
@@ -337,11 +347,9 @@ def _train_epoch(model, loader, opt, sched, params, dev, epoch, averaged, progre
         loader.epoch(epoch), enabled=progress, total=len(loader), leave=False, desc=f"epoch {epoch}"
     )
     for x, y in batches:
-        if _accelerated(dev):
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=_accelerated(dev)):
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=params["label_smoothing"])
+        logits = _forward(model, x, dev)
+        # float32 loss, as autocast itself would compute cross-entropy
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=params["label_smoothing"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -363,17 +371,14 @@ def predict_logits(
     model.eval()
     out = []
     for i in range(0, len(images), batch_size):
-        x = torch.from_numpy(images[i : i + batch_size]).to(dev).unsqueeze(1).float().div_(255)
+        x = aug.to_unit(torch.from_numpy(images[i : i + batch_size]).to(dev))
         x = aug.to_model_input(
             x,
             size=params["img_size"],
             channels=params["channels"],
             normalization=params["normalization"],
         )
-        if _accelerated(dev):
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=_accelerated(dev)):
-            out.append(model(x).float().cpu())
+        out.append(_forward(model, x, dev).float().cpu())
     return torch.cat(out) if out else torch.zeros(0, len(params["classes"]))
 
 
