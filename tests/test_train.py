@@ -30,6 +30,11 @@ def tiny(classes=8, per_class=16, seed=0, size=28):
     return CharData(images, labels, tuple(range(65, 65 + classes)), names)
 
 
+def cpu_fit(data, val=None, **kwargs):
+    """train.fit on the CPU without progress bars; validation defaults to the training data."""
+    return train.fit(data, data if val is None else val, progress=False, device="cpu", **kwargs)
+
+
 def test_resolve_params_cpu_defaults_and_errors():
     p = train.resolve_params("fast", device="cpu")
     assert p["stem"] == train.CPU_FAST["stem"] and p["device"] == "cpu"
@@ -45,16 +50,8 @@ def test_resolve_params_cpu_defaults_and_errors():
 
 def test_overfits_one_batch(tmp_path):
     data = tiny(classes=8, per_class=8)
-    summary = train.fit(
-        data,
-        data,
-        run_dir=tmp_path / "r",
-        epochs=40,
-        batch_size=64,
-        lr=3e-3,
-        augmentation=OFF,
-        progress=False,
-        device="cpu",
+    summary = cpu_fit(
+        data, run_dir=tmp_path / "r", epochs=40, batch_size=64, lr=3e-3, augmentation=OFF
     )
     history = json.loads((tmp_path / "r" / "history.json").read_text())
     assert history[-1]["train_loss"] < history[0]["train_loss"] / 3
@@ -63,15 +60,8 @@ def test_overfits_one_batch(tmp_path):
 
 def test_artifacts_and_safe_checkpoints(tmp_path):
     run = tmp_path / "run"
-    summary = train.fit(
-        tiny(),
-        tiny(seed=1),
-        run_dir=run,
-        epochs=4,
-        batch_size=32,
-        checkpoint_every=2,
-        progress=False,
-        device="cpu",
+    summary = cpu_fit(
+        tiny(), tiny(seed=1), run_dir=run, epochs=4, batch_size=32, checkpoint_every=2
     )
     assert summary["epochs_run"] == 4 and summary["recipe"] == "fast"
     assert {p.name for p in run.iterdir()} == {
@@ -95,16 +85,13 @@ def test_artifacts_and_safe_checkpoints(tmp_path):
 
 def test_early_stopping(tmp_path):
     data = tiny(classes=4, per_class=4)
-    summary = train.fit(
-        data,
+    summary = cpu_fit(
         data,
         run_dir=tmp_path / "r",
         epochs=30,
         batch_size=16,
         lr=1e-9,
         patience=2,
-        progress=False,
-        device="cpu",
         augmentation=OFF,
     )
     assert summary["epochs_run"] < 30  # nothing improves with lr 1e-9: stopped after patience
@@ -134,9 +121,7 @@ def test_resume_after_a_crash(tmp_path):
     assert 2 <= len(finished) < 6 and [r["epoch"] for r in finished] == list(
         range(1, len(finished) + 1)
     )
-    summary = train.fit(
-        data, data, run_dir=run, epochs=6, batch_size=16, progress=False, device="cpu"
-    )
+    summary = cpu_fit(data, run_dir=run, epochs=6, batch_size=16)
     history = json.loads((run / "history.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5, 6]
     assert history[: len(finished)] == finished  # no finished epoch lost or redone
@@ -144,26 +129,9 @@ def test_resume_after_a_crash(tmp_path):
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
-    train.fit(
-        tiny(),
-        tiny(),
-        run_dir=tmp_path / "r",
-        epochs=1,
-        batch_size=32,
-        progress=False,
-        device="cpu",
-    )
+    cpu_fit(tiny(), run_dir=tmp_path / "r", epochs=1, batch_size=32)
     with pytest.raises(ValueError, match="holds a run with other stem"):
-        train.fit(
-            tiny(),
-            tiny(),
-            run_dir=tmp_path / "r",
-            epochs=1,
-            batch_size=32,
-            progress=False,
-            device="cpu",
-            stem="small",
-        )
+        cpu_fit(tiny(), run_dir=tmp_path / "r", epochs=1, batch_size=32, stem="small")
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the evil file is a raw pickle
@@ -186,16 +154,8 @@ def test_malicious_checkpoint_is_refused(tmp_path):
 
 def test_seed_recipe_runs_end_to_end(tmp_path):
     data = tiny(classes=3, per_class=6)
-    summary = train.fit(
-        data,
-        data,
-        run_dir=tmp_path / "seed",
-        recipe="seed",
-        epochs=1,
-        batch_size=6,
-        num_workers=2,
-        progress=False,
-        device="cpu",
+    summary = cpu_fit(
+        data, run_dir=tmp_path / "seed", recipe="seed", epochs=1, batch_size=6, num_workers=2
     )
     params = json.loads((tmp_path / "seed" / "params.json").read_text())
     assert (params["img_size"], params["channels"], params["stem"]) == (224, 3, "imagenet")
@@ -207,7 +167,7 @@ def test_learns_real_handwriting_on_cpu(shared_data, tmp_path):
     ds = load_dataset(shared_data, progress=False)
     tr = ds.train.subset(per_class=60, seed=0)
     va = ds.validation.subset(per_class=10, seed=0)
-    summary = train.fit(tr, va, run_dir=tmp_path / "emnist", epochs=3, progress=False, device="cpu")
+    summary = cpu_fit(tr, va, run_dir=tmp_path / "emnist", epochs=3)
     # 62 classes: chance is 1.6%; a real learner gets far above it within a minute
     assert summary["best_val_acc"] > 0.4
 
@@ -216,16 +176,7 @@ def test_accelerated_path_runs_on_cpu(tmp_path, monkeypatch):
     """The CUDA-only branches (bf16 autocast, channels-last) and EMA, exercised on the CPU."""
     monkeypatch.setattr(train, "_accelerated", lambda dev: True)
     data = tiny(classes=4, per_class=16)
-    summary = train.fit(
-        data,
-        data,
-        run_dir=tmp_path / "r",
-        epochs=3,
-        batch_size=32,
-        ema=True,
-        progress=False,
-        device="cpu",
-    )
+    summary = cpu_fit(data, run_dir=tmp_path / "r", epochs=3, batch_size=32, ema=True)
     history = json.loads((tmp_path / "r" / "history.json").read_text())
     assert all(np.isfinite([r["train_loss"], r["val_loss"]]).all() for r in history)
     ckpt = train.load_checkpoint(tmp_path / "r" / "best.pt")
