@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from charlib import augment as aug
+from charlib import preprocess
 from charlib.env import device_name, environment
 from charlib.files import save_torch, write_json
 from charlib.model import resnet18
@@ -111,12 +112,14 @@ def fit(
     resume: bool = True,
     progress: bool = True,
     callback=None,
+    data_source: str | None = None,
 ) -> dict:
     """Train a ResNet-18 on `train` (CharData), select by `val` accuracy; returns a summary.
 
     Writes run_dir/params.json, history.json, last.pt (every epoch), best.pt and epoch_NNN.pt
     (every `checkpoint_every` epochs). With resume=True a run_dir holding last.pt continues
     after its last finished epoch. `callback(record, history)` runs after each epoch.
+    `data_source` (a folder, zip or preset name) is recorded so evaluation can find the data.
     """
     if tuple(train.classes) != tuple(val.classes):
         raise ValueError("train and validation have different class lists; load them together")
@@ -141,6 +144,9 @@ def fit(
         augmentation={**aug.DEFAULTS, **(augmentation or {})},
         train_images=len(train),
         val_images=len(val),
+        data=None if data_source is None else str(data_source),
+        data_size=int(train.images.shape[-1]),
+        ink_fill=preprocess.ink_fill(train.images),
     )
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,200 @@
+"""Predictor: a trained run -> top-k characters for a drawing, photo, file or strokes; ONNX export.
+
+    p = Predictor.from_run("runs/default")            # torch on CUDA when present, else CPU
+    p.predict("a.png")  -> [{"char": "A", "code": 65, "confidence": 0.93}, ...]
+
+Preprocessing is `preprocess.canonical` then `augment.to_model_input`, the transform training
+evaluates with. backend="onnx" runs the exported graph with onnxruntime on the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from charlib import augment as aug
+from charlib import preprocess
+from charlib.canvas import Strokes, rasterize
+from charlib.codes import code_to_char
+from charlib.env import device_name
+from charlib.paths import runs_dir
+from charlib.train import _forward, load_checkpoint, model_from_checkpoint
+
+BACKENDS = ("torch", "onnx")
+UNSURE_BELOW = 0.5  # top confidence under this is flagged "unsure"
+OK, UNSURE, BLANK = "ok", "unsure", "nothing drawn"
+
+
+class Prediction(list):
+    """The top-k guesses [{char, code, confidence}], best first, with a status and the input.
+
+    status is "ok", "unsure" (top confidence under the threshold) or "nothing drawn" (blank
+    input: the list is empty). `image` is what the model saw: uint8 size×size, or None.
+    """
+
+    def __init__(self, guesses: list[dict], status: str, image: np.ndarray | None):
+        super().__init__(guesses)
+        self.status, self.image = status, image
+
+    @property
+    def blank(self) -> bool:
+        return self.status == BLANK
+
+    @property
+    def unsure(self) -> bool:
+        return self.status == UNSURE
+
+    def __repr__(self) -> str:
+        return f"Prediction({list(self)!r}, status={self.status!r})"
+
+
+def resolve_run(run) -> Path:
+    """A run folder: a path, or a name under runs/; None or "latest": the newest with best.pt."""
+    if run in (None, "latest"):
+        found = sorted(runs_dir().glob("*/best.pt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise FileNotFoundError(f"no trained run in {runs_dir()}; run notebook 03 first")
+        return found[-1].parent
+    path = Path(run)
+    if not path.exists() and not path.is_absolute() and len(path.parts) == 1:
+        path = runs_dir() / path
+    if not (path / "best.pt").is_file():
+        raise FileNotFoundError(f"{path}: no best.pt there; train first (notebook 03) or fix --run")
+    return path
+
+
+class Predictor:
+    """A trained model plus its preprocessing; `predict` takes one input, `predict_many` many."""
+
+    def __init__(self, ckpt: dict, *, device: str = "auto", backend: str = "torch", onnx=None):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; expected 'torch' or 'onnx'")
+        self.params, self.classes = ckpt["params"], tuple(int(c) for c in ckpt["classes"])
+        self.backend = backend
+        self.size = int(self.params.get("data_size") or min(self.params["img_size"], 28))
+        self.fill = float(self.params.get("ink_fill") or preprocess.DEFAULT_FILL)
+        self.device = torch.device("cpu" if backend == "onnx" else device_name(device))
+        self.meta = {k: ckpt.get(k) for k in ("epoch", "best_val_acc", "val_acc")}
+        self.model = model_from_checkpoint(ckpt, str(self.device)) if backend == "torch" else None
+        if self.model is not None and self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.session = _onnx_session(onnx) if backend == "onnx" else None
+
+    @classmethod
+    def from_run(cls, run=None, *, device: str = "auto", backend: str = "torch") -> Predictor:
+        """Load runs/<run>/best.pt (a name, a path, or None for the latest run)."""
+        run_dir = resolve_run(run)
+        ckpt = load_checkpoint(run_dir / "best.pt")
+        onnx = None
+        if backend == "onnx":
+            onnx = run_dir / "model.onnx"
+            if not onnx.is_file() or onnx.stat().st_mtime < (run_dir / "best.pt").stat().st_mtime:
+                export_onnx(run_dir)
+        predictor = cls(ckpt, device=device, backend=backend, onnx=onnx)
+        predictor.run_dir = run_dir
+        return predictor
+
+    def prepare(self, x) -> np.ndarray | None:
+        """Any input -> the uint8 size×size image the model sees; None when nothing is drawn."""
+        if isinstance(x, Strokes):
+            img = rasterize(x)
+        elif isinstance(x, list):
+            img = rasterize(Strokes(x))
+        else:
+            img = preprocess.to_white_on_black(x)
+        return preprocess.canonical(img, size=self.size, fill=self.fill)
+
+    def predict(self, x, top_k: int = 5, *, unsure_below: float = UNSURE_BELOW) -> Prediction:
+        """Top-k guesses for one input (path, bytes, PIL image, array, Strokes)."""
+        return self.predict_many([x], top_k, unsure_below=unsure_below)[0]
+
+    def predict_many(
+        self, inputs, top_k: int = 5, *, unsure_below: float = UNSURE_BELOW
+    ) -> list[Prediction]:
+        """Top-k guesses for each input, run through the model as one batch."""
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+        top_k = min(top_k, len(self.classes))
+        seen = [self.prepare(x) for x in inputs]
+        drawn = [img for img in seen if img is not None]
+        probs = self.probabilities(np.stack(drawn)) if drawn else np.zeros((0, len(self.classes)))
+        out, row = [], 0
+        for img in seen:
+            if img is None:
+                out.append(Prediction([], BLANK, None))
+                continue
+            p = probs[row]
+            row += 1
+            best = np.argsort(-p, kind="stable")[:top_k]
+            guesses = [
+                {
+                    "char": code_to_char(self.classes[i]),
+                    "code": self.classes[i],
+                    "confidence": float(p[i]),
+                }
+                for i in best
+            ]
+            out.append(Prediction(guesses, OK if p[best[0]] >= unsure_below else UNSURE, img))
+        return out
+
+    def model_input(self, stack: np.ndarray) -> torch.Tensor:
+        """uint8 N×size×size -> the normalised float model input, on this predictor's device."""
+        x = aug.to_unit(torch.from_numpy(np.ascontiguousarray(stack)).to(self.device))
+        return aug.to_model_input(
+            x,
+            size=self.params["img_size"],
+            channels=self.params["channels"],
+            normalization=self.params["normalization"],
+        )
+
+    @torch.inference_mode()
+    def probabilities(self, stack: np.ndarray) -> np.ndarray:
+        """Softmax probabilities (float32 N×classes) for prepared uint8 N×size×size images."""
+        x = self.model_input(stack)
+        if self.session is not None:
+            logits = torch.from_numpy(self.session.run(None, {"input": x.numpy()})[0])
+        else:
+            logits = _forward(self.model, x, self.device).float()
+        return torch.softmax(logits, 1).cpu().numpy()
+
+
+def _onnx_session(path):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ValueError(
+            "backend='onnx' needs onnxruntime; pip install onnxruntime, or use backend='torch'"
+        ) from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = min(4, os.cpu_count() or 1)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def export_onnx(run, path=None, *, opset: int = 17) -> Path:
+    """Write the run's best model as ONNX (input 'input': N×C×H×W float, dynamic N)."""
+    run_dir = resolve_run(run)
+    ckpt = load_checkpoint(run_dir / "best.pt")
+    p = ckpt["params"]
+    model = model_from_checkpoint(ckpt, "cpu")
+    example = torch.zeros(1, p["channels"], p["img_size"], p["img_size"])
+    target = Path(path) if path else run_dir / "model.onnx"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        torch.onnx.export(
+            model,
+            (example,),
+            str(tmp),
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target

@@ -1,0 +1,109 @@
+"""One path from anything a user hands the model (file, PIL image, array, strokes) to its input.
+
+Every input becomes an 8-bit white-on-black image, is cropped to its ink's bounding box and
+centred in a square whose side the ink fills as much as it filled the training images
+(`ink_fill`, measured when the run trained), then resized to the training images' size. From
+there `augment.to_model_input` - the very transform training evaluates with - finishes it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from charlib import images
+
+INK_LEVEL = 40  # uint8 level above which a white-on-black pixel is ink
+# Fewer ink pixels than this share of the frame (and never fewer than MIN_INK_PIXELS) is "blank".
+BLANK_SHARE = 2e-4
+MIN_INK_PIXELS = 4
+# The ink's longer side over the image side, when a run does not record its own (EMNIST's frame).
+DEFAULT_FILL = 24 / 28
+
+
+def to_white_on_black(x) -> np.ndarray:
+    """A path, bytes, PIL image or array (gray/RGB/RGBA; uint8, float 0-1 or bool) -> uint8 H×W."""
+    if isinstance(x, (str, os.PathLike)):
+        path = Path(x)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such image file")
+        try:
+            return images.decode(path.read_bytes())[0]
+        except images.BadImage as e:
+            raise ValueError(f"{path}: unreadable image ({e})") from None
+    if isinstance(x, (bytes, bytearray)):
+        try:
+            return images.decode(bytes(x))[0]
+        except images.BadImage as e:
+            raise ValueError(f"unreadable image bytes ({e})") from None
+    if isinstance(x, Image.Image):
+        return images.to_white_on_black(images.to_gray(ImageOps.exif_transpose(x)))[0]
+    if isinstance(x, np.ndarray):
+        return images.to_white_on_black(_array_to_gray(x))[0]
+    raise TypeError(
+        f"cannot read a {type(x).__name__} as a drawing; pass a path, bytes, PIL image, "
+        "NumPy array or charlib.canvas.Strokes"
+    )
+
+
+def _array_to_gray(a: np.ndarray) -> np.ndarray:
+    if a.ndim == 3 and a.shape[-1] in (1, 3, 4):
+        a = a[..., 0] if a.shape[-1] == 1 else a
+    if a.ndim not in (2, 3) or a.size == 0:
+        raise ValueError(f"expected an H×W or H×W×3/4 image array, got shape {a.shape}")
+    if a.dtype == bool:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype.kind == "f":
+        if not np.isfinite(a).all():
+            raise ValueError("image array holds NaN or infinite values")
+        top = float(a.max()) if a.size else 0.0
+        a = np.clip(a * (255.0 if top <= 1.0 else 1.0), 0, 255).round().astype(np.uint8)
+    elif a.dtype != np.uint8:
+        a = np.clip(a, 0, 255).astype(np.uint8)
+    if a.ndim == 3:
+        mode = "RGBA" if a.shape[-1] == 4 else "RGB"
+        return images.to_gray(Image.fromarray(np.ascontiguousarray(a), mode))
+    return a
+
+
+def ink_box(img: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) of the ink, bottom/right exclusive; None when it is blank."""
+    mask = img > INK_LEVEL
+    if mask.sum() < max(MIN_INK_PIXELS, BLANK_SHARE * img.size):
+        return None
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def canonical(img: np.ndarray, *, size: int, fill: float = DEFAULT_FILL) -> np.ndarray | None:
+    """White-on-black uint8 -> the ink centred in a size×size frame; None for a blank image."""
+    box = ink_box(img)
+    if box is None:
+        return None
+    top, bottom, left, right = box
+    crop = img[top:bottom, left:right]
+    h, w = crop.shape
+    side = max(h, w, int(np.ceil(max(h, w) / fill)))
+    square = np.zeros((side, side), np.uint8)
+    y, x = (side - h) // 2, (side - w) // 2
+    square[y : y + h, x : x + w] = crop
+    out = images.fit_square(square, size).astype(np.float32)
+    # Training images reach full white (EMNIST's and the synthetic ones): stretch the same way.
+    return (out * (255.0 / max(out.max(), 1.0))).round().astype(np.uint8)
+
+
+def ink_fill(stack: np.ndarray, *, sample: int = 2048, seed: int = 0) -> float:
+    """Median share of the image side the ink's longer side takes, over a sample of N×H×W."""
+    if len(stack) == 0:
+        return DEFAULT_FILL
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(stack), size=min(sample, len(stack)), replace=False)
+    shares = []
+    for img in stack[pick]:
+        box = ink_box(img)
+        if box is not None:
+            shares.append(max(box[1] - box[0], box[3] - box[2]) / max(img.shape))
+    return round(float(np.median(shares)), 4) if shares else DEFAULT_FILL
