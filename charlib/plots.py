@@ -6,7 +6,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from charlib.codes import code_to_char, display_label
+from charlib.codes import UNKNOWN, code_to_char, display_label
 
 SPLIT_COLORS = {"train": "#4C72B0", "validation": "#DD8452", "test": "#55A868"}
 
@@ -151,4 +151,158 @@ def training_history(history: list[dict]) -> Figure:
         ax.grid(alpha=0.3)
     loss_ax.legend()
     acc_ax.legend()
+    return fig
+
+
+def _tick_size(n: int) -> float:
+    """Tick label font size that keeps one label per class readable (62-95 classes: 6-7 pt)."""
+    return 9 if n <= 30 else 7 if n <= 70 else 6
+
+
+def _short(code: int) -> str:
+    """A tick label one glyph wide where possible: the character, 'unk' for unknown (999)."""
+    return "unk" if int(code) == UNKNOWN else code_to_char(code)
+
+
+def confusion_matrix(cm: np.ndarray, classes) -> Figure:
+    """Row-normalised confusion matrix (rows: true class), one tick per class character."""
+    from matplotlib.colors import PowerNorm
+
+    n = len(classes)
+    side = min(16.0, max(5.0, 0.15 * n + 2.5))
+    fig = Figure(figsize=(side + 1.2, side), layout="constrained")
+    ax = fig.subplots()
+    # A power scale: the diagonal sits near 1, while the mistakes worth seeing are a few percent.
+    image = ax.imshow(cm, cmap="magma_r", norm=PowerNorm(0.4, vmin=0, vmax=1))
+    chars = [_short(c) for c in classes]
+    ticks = np.arange(n)
+    ax.set_xticks(ticks, chars, fontsize=_tick_size(n))
+    ax.set_yticks(ticks, chars, fontsize=_tick_size(n))
+    ax.tick_params(length=2, pad=1, top=True, labeltop=True, right=True, labelright=True)
+    # thin lines between cells help follow a row or column across 95 classes
+    ax.set_xticks(ticks[:-1] + 0.5, minor=True)
+    ax.set_yticks(ticks[:-1] + 0.5, minor=True)
+    ax.tick_params(which="minor", length=0)
+    ax.grid(which="minor", color="white", linewidth=0.4)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    fig.colorbar(image, ax=ax, shrink=0.6, label="share of the true class (power scale)")
+    ax.set_title(
+        "Confusion matrix: each row sums to 1; off-diagonal cells are mistakes", loc="left"
+    )
+    return fig
+
+
+def class_accuracy(per_class: list[dict], *, highlight: int = 10) -> Figure:
+    """Accuracy of each class, sorted from worst; the `highlight` worst classes in red."""
+    rows = sorted((r for r in per_class if r["support"]), key=lambda r: (r["accuracy"], r["code"]))
+    n = len(rows)
+    fig = Figure(figsize=(min(16, max(8, n * 0.16)), 3.8), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(n)
+    acc = np.array([100 * r["accuracy"] for r in rows])
+    colors = ["#C44E52" if i < highlight else "#4C72B0" for i in range(n)]
+    ax.bar(x, acc, color=colors, width=0.8)
+    total = sum(r["support"] for r in rows)
+    mean = sum(r["accuracy"] * r["support"] for r in rows) / total * 100 if total else 0
+    ax.axhline(mean, color="0.3", linestyle="--", linewidth=1, label=f"overall {mean:.1f}%")
+    ax.set_xticks(x, [_short(r["code"]) for r in rows], fontsize=_tick_size(n))
+    ax.set_xlim(-0.7, n - 0.3)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("class (character), worst first")
+    ax.set_ylabel("accuracy (%)")
+    ax.legend(loc="lower right", bbox_to_anchor=(1, 1), frameon=False)
+    ax.set_title(f"Accuracy per class; the {min(highlight, n)} worst in red", loc="left")
+    return fig
+
+
+def _no_mistakes(text: str) -> Figure:
+    fig = Figure(figsize=(6, 1.2), layout="constrained")
+    ax = fig.subplots()
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=11)
+    return fig
+
+
+def misclassified_gallery(preds, n: int = 40, *, cols: int = 10) -> Figure:
+    """The `n` most confident mistakes: each image titled 'true → predicted' and the confidence."""
+    if preds.images is None:
+        raise ValueError("these predictions carry no images; use evaluate.predict_split")
+    wrong = np.flatnonzero(preds.predicted != preds.labels)
+    wrong = wrong[np.argsort(-preds.confidence[wrong], kind="stable")][:n]
+    if not len(wrong):
+        return _no_mistakes("no misclassified images")
+    fig, axes = _class_grid(len(wrong), min(cols, len(wrong)), cell=(1.25, 1.45), top=0.5)
+    predicted, confidence = preds.predicted, preds.confidence
+    for ax, i in zip(axes, wrong, strict=False):
+        ax.imshow(preds.images[i], cmap="gray", vmin=0, vmax=255)
+        true, guess = (code_to_char(preds.classes[k]) for k in (preds.labels[i], predicted[i]))
+        ax.set_title(f"{true} → {guess}\n{100 * confidence[i]:.0f}%", fontsize=9)
+    fig.suptitle(
+        f"The {len(wrong)} most confident mistakes (true → predicted, confidence)", fontsize=12
+    )
+    return fig
+
+
+def confused_pairs(pairs, preds, *, examples: int = 8) -> Figure:
+    """One row per confused pair (from `evaluate.confused_pairs`): images of the true class that
+    the model read as the other one, most confident first."""
+    if preds.images is None:
+        raise ValueError("these predictions carry no images; use evaluate.predict_split")
+    if not len(pairs):
+        return _no_mistakes("no confused pairs: every image was classified correctly")
+    side = preds.images.shape[-1]
+    fig = Figure(figsize=(examples * 0.85 + 3.2, len(pairs) * 0.9 + 0.6), layout="constrained")
+    axes = fig.subplots(len(pairs), 1, squeeze=False)[:, 0]
+    for ax, row in zip(axes, pairs.itertuples(), strict=True):
+        shown = np.zeros((examples, side, side), np.uint8)
+        picked = preds.images[row.examples[:examples]]
+        shown[: len(picked)] = picked
+        ax.imshow(_tile(shown, examples), cmap="gray", vmin=0, vmax=255)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        label = f"{row.true} → {row.predicted}\n{row.count} images ({100 * row.share:.0f}%)"
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    fig.suptitle("Most confused pairs: true → predicted, with examples", fontsize=12)
+    return fig
+
+
+def reliability_diagram(calibration: dict) -> Figure:
+    """Accuracy against confidence per bin (a calibrated model follows the diagonal), with the
+    images per bin below; ECE in the title."""
+    edges = np.asarray(calibration["edges"])
+    centers, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    filled = [i for i, a in enumerate(calibration["accuracy"]) if a is not None]
+    acc = np.array([calibration["accuracy"][i] for i in filled])
+    conf = np.array([calibration["confidence"][i] for i in filled])
+    fig = Figure(figsize=(5.5, 6), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    top.bar(
+        centers[filled],
+        acc,
+        width=width[filled],
+        color="#4C72B0",
+        edgecolor="white",
+        label="accuracy",
+    )
+    top.bar(
+        centers[filled],
+        np.abs(conf - acc),
+        bottom=np.minimum(conf, acc),
+        width=width[filled],
+        facecolor="none",
+        edgecolor="#C44E52",
+        hatch="///",
+        label="gap to mean confidence",
+    )
+    top.plot([0, 1], [0, 1], "--", color="0.3", linewidth=1, label="perfect calibration")
+    top.set_ylim(0, 1)
+    top.set_ylabel("accuracy")
+    top.legend(loc="upper left", frameon=False)
+    top.set_title(f"Reliability diagram (ECE {100 * calibration['ece']:.2f}%)", loc="left")
+    bottom.bar(centers, calibration["count"], width=width, color="0.5", edgecolor="white")
+    bottom.set_yscale("log")
+    bottom.set_xlim(0, 1)
+    bottom.set_xlabel("confidence (top-class probability)")
+    bottom.set_ylabel("images")
     return fig
