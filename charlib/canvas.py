@@ -1,4 +1,4 @@
-"""Drawing: strokes kept as coordinates, and a Pillow rasteriser for them.
+"""Drawing: strokes kept as coordinates, a Pillow rasteriser, the stroke recorder and the pad.
 
 Prediction never reads pixels back from the browser (ipycanvas image data is unavailable in
 headless runs): the strokes are redrawn here, so a scripted drawing and a hand-drawn one take
@@ -7,6 +7,8 @@ exactly the same path.
 
 from __future__ import annotations
 
+import html
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,3 +57,324 @@ def rasterize(drawing: Strokes) -> np.ndarray:
         for x, y in stroke:  # round caps and joints (Pillow's "curve" joint leaves gaps)
             draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
     return np.asarray(img, dtype=np.uint8)
+
+
+def _pts(*xy: float) -> list[tuple[float, float]]:
+    return list(zip(xy[::2], xy[1::2], strict=True))
+
+
+def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 32) -> list[tuple[float, float]]:
+    t = np.linspace(0, 2 * np.pi, n + 1)
+    return [(cx + rx * np.sin(a), cy - ry * np.cos(a)) for a in t]
+
+
+# Hand-placed drawings on the default 280 px canvas: the notebook's static report and the tests
+# feed them through exactly the path a drawing on the pad takes.
+SCRIPTED = {
+    "A": Strokes([_pts(80, 240, 140, 40, 200, 240), _pts(106, 165, 174, 165)]),
+    "7": Strokes([_pts(80, 50, 200, 50, 120, 240)]),
+    "L": Strokes([_pts(95, 40, 95, 240, 195, 240)]),
+    "O": Strokes([_ellipse(140, 140, 70, 100)]),
+    "1": Strokes([_pts(115, 75, 145, 40, 145, 240), _pts(110, 240, 180, 240)]),
+}
+
+
+class StrokeRecorder:
+    """Pen events -> Strokes: down starts a stroke, move extends it, up or leaving ends it.
+
+    Each event returns what the pad must draw live: a point (down) or a segment (move), else
+    None. Points outside the canvas are clamped to its edge.
+    """
+
+    def __init__(self, width: int = CANVAS_SIZE, height: int = CANVAS_SIZE, pen: float = PEN):
+        self.drawing = Strokes([], width, height, pen)  # validates the size and the pen
+        self.pen_down = False
+
+    @property
+    def strokes(self) -> Strokes:
+        """A copy of what was drawn so far."""
+        d = self.drawing
+        return Strokes([list(s) for s in d.strokes], d.width, d.height, d.pen)
+
+    def set_pen(self, pen: float) -> None:
+        """Change the pen width (a share of the canvas side) for the whole drawing."""
+        d = self.drawing
+        self.drawing = Strokes(d.strokes, d.width, d.height, pen)
+
+    def _clamp(self, x: float, y: float) -> tuple[float, float]:
+        return (
+            min(max(float(x), 0.0), self.drawing.width - 1.0),
+            min(max(float(y), 0.0), self.drawing.height - 1.0),
+        )
+
+    def down(self, x: float, y: float) -> tuple[float, float]:
+        """Pen down: a new stroke starting (and, until it moves, ending) at this point."""
+        point = self._clamp(x, y)
+        self.drawing.strokes.append([point])
+        self.pen_down = True
+        return point
+
+    def move(self, x: float, y: float):
+        """Pen moved: the new segment ((x0, y0), (x1, y1)) while the pen is down, else None."""
+        if not self.pen_down:
+            return None
+        stroke = self.drawing.strokes[-1]
+        point = self._clamp(x, y)
+        if point == stroke[-1]:
+            return None
+        stroke.append(point)
+        return stroke[-2], point
+
+    def up(self, x: float | None = None, y: float | None = None):
+        """Pen up (or left the canvas at x, y): ends the stroke; returns its last segment."""
+        segment = self.move(x, y) if x is not None and y is not None else None
+        self.pen_down = False
+        return segment
+
+    out = up  # leaving the canvas ends a stroke: re-entering with the button held does not draw
+
+    def clear(self) -> None:
+        """Forget every stroke."""
+        self.drawing.strokes.clear()
+        self.pen_down = False
+
+    def load(self, drawing: Strokes) -> None:
+        """Replace the drawing with a copy of `drawing` (strokes and pen), scaled to this canvas."""
+        sx, sy = self.drawing.width / drawing.width, self.drawing.height / drawing.height
+        strokes = [[(x * sx, y * sy) for x, y in s] for s in drawing.strokes]
+        self.drawing = Strokes(strokes, self.drawing.width, self.drawing.height, drawing.pen)
+        self.pen_down = False
+
+    # Touch events carry a list of (x, y), one per finger; the first finger draws.
+    def touch_start(self, touches):
+        return self.down(*touches[0]) if touches else None
+
+    def touch_move(self, touches):
+        return self.move(*touches[0]) if touches else None
+
+    def touch_end(self, touches=()):
+        return self.up()
+
+    touch_cancel = touch_end
+
+
+def results_html(prediction, *, seconds: float | None = None, device: str = "") -> str:
+    """The pad's results area: one row per guess (char, code, bar, %) and a status line."""
+    if prediction is None:
+        return "<div class='charlib-status'>Draw a character, then press Predict.</div>"
+    if prediction.blank:
+        return "<div class='charlib-status charlib-blank'>nothing drawn</div>"
+    timing = f" · {seconds * 1000:.0f} ms on {html.escape(device)}" if seconds is not None else ""
+    note = " · unsure: low confidence" if prediction.unsure else ""
+    rows = []
+    for g in prediction:
+        pct = 100 * g["confidence"]
+        rows.append(
+            f"<div class='charlib-prediction' data-char='{html.escape(g['char'], quote=True)}' "
+            f"data-code='{g['code']}' data-confidence='{g['confidence']:.6f}' "
+            "style='display:flex;align-items:center;gap:8px;margin:3px 0;font-family:monospace'>"
+            f"<span class='charlib-char' style='width:5.5em;font-size:1.3em;font-weight:bold'>"
+            f"{html.escape(g['char'])}</span>"
+            f"<span class='charlib-code' style='width:3.5em;color:#666'>{g['code']}</span>"
+            "<span style='flex:1;min-width:80px;background:#eee;height:14px;border-radius:3px'>"
+            f"<span style='display:block;width:{pct:.1f}%;height:14px;border-radius:3px;"
+            f"background:{'#d9822b' if prediction.unsure else '#2b7bd9'}'></span></span>"
+            f"<span class='charlib-confidence' style='width:4.5em;text-align:right'>"
+            f"{pct:.1f}%</span></div>"
+        )
+    status = f"charlib-status charlib-{prediction.status.replace(' ', '-')}"
+    head = f"<div class='{status}'>{prediction.status}{note}{timing}</div>"
+    return head + "".join(rows)
+
+
+class DrawingPad:
+    """An ipycanvas pad (white pen on black) with Predict and Clear; calls `predictor.predict`.
+
+    Mouse and touch both draw. Widgets carry CSS classes (charlib-pad, charlib-canvas,
+    charlib-predict, charlib-clear, charlib-pen, charlib-auto, charlib-results) for browser tests.
+    """
+
+    def __init__(
+        self,
+        predictor,
+        *,
+        top_k: int = 5,
+        width: int = CANVAS_SIZE,
+        height: int = CANVAS_SIZE,
+        pen: float = PEN,
+        auto_predict: bool = False,
+    ):
+        import ipywidgets as w
+        from ipycanvas import Canvas
+
+        self.predictor, self.top_k = predictor, top_k
+        self.recorder = StrokeRecorder(width, height, pen)
+        self.prediction = None
+        self.canvas = Canvas(
+            width=width, height=height, layout=w.Layout(width=f"{width}px", height=f"{height}px")
+        )
+        self.canvas.add_class("charlib-canvas")
+        self.predict_button = w.Button(description="Predict", button_style="primary", icon="search")
+        self.clear_button = w.Button(description="Clear", icon="trash")
+        self.pen_slider = w.FloatSlider(
+            value=pen, min=0.02, max=0.15, step=0.01, description="pen width", readout_format=".2f"
+        )
+        self.auto_box = w.Checkbox(value=auto_predict, description="predict when a stroke ends")
+        self.results = w.HTML(results_html(None), layout=w.Layout(width="360px"))
+        self.strokes_label = w.Label("0 strokes")
+        for widget, name in [
+            (self.predict_button, "predict"),
+            (self.clear_button, "clear"),
+            (self.pen_slider, "pen"),
+            (self.auto_box, "auto"),
+            (self.results, "results"),
+            (self.strokes_label, "strokes"),
+        ]:
+            widget.add_class(f"charlib-{name}")
+        controls = w.VBox(
+            layout=w.Layout(margin="0 0 0 16px"),
+            children=[
+                w.HBox([self.predict_button, self.clear_button]),
+                self.pen_slider,
+                self.auto_box,
+                self.strokes_label,
+                self.results,
+            ],
+        )
+        self.widget = w.HBox([self.canvas, controls])
+        self.widget.add_class("charlib-pad")
+
+        c = self.canvas
+        c.on_client_ready(self.redraw)  # a (re)loaded page gets a blank canvas: draw it again
+        c.on_mouse_down(lambda x, y: self._dot(self.recorder.down(x, y)))
+        c.on_mouse_move(lambda x, y: self._segment(self.recorder.move(x, y)))
+        c.on_mouse_up(lambda x, y: self._stroke_end(self.recorder.up(x, y)))
+        c.on_mouse_out(lambda x, y: self._stroke_end(self.recorder.out(x, y)))
+        c.on_touch_start(lambda t: self._dot(self.recorder.touch_start(t)))
+        c.on_touch_move(lambda t: self._segment(self.recorder.touch_move(t)))
+        c.on_touch_end(lambda t: self._stroke_end(self.recorder.touch_end(t)))
+        c.on_touch_cancel(lambda t: self._stroke_end(self.recorder.touch_cancel(t)))
+        self.predict_button.on_click(lambda _: self.predict())
+        self.clear_button.on_click(lambda _: self.clear())
+        self.pen_slider.observe(self._pen_changed, names="value")
+        self.redraw()
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    @property
+    def strokes(self) -> Strokes:
+        """What is on the pad, as the Predictor receives it."""
+        return self.recorder.strokes
+
+    def _style(self) -> None:
+        c = self.canvas
+        c.stroke_style = c.fill_style = "white"
+        c.line_width = self.recorder.drawing.pen_px
+        c.line_cap = c.line_join = "round"
+
+    def _dot(self, point) -> None:
+        if point is not None:
+            self.canvas.fill_circle(*point, self.recorder.drawing.pen_px / 2)
+            self._count()
+
+    def _segment(self, segment) -> None:
+        if segment is not None:
+            (x0, y0), (x1, y1) = segment
+            self.canvas.stroke_line(x0, y0, x1, y1)
+
+    def _stroke_end(self, segment) -> None:
+        self._segment(segment)
+        if self.auto_box.value and not self.recorder.drawing.empty:
+            self.predict()
+
+    def _count(self) -> None:
+        n = len(self.recorder.drawing.strokes)
+        self.strokes_label.value = f"{n} stroke{'' if n == 1 else 's'}"
+
+    def _pen_changed(self, change) -> None:
+        self.recorder.set_pen(change["new"])
+        self.redraw()
+
+    def redraw(self) -> None:
+        """Paint the canvas from the recorded strokes (black background, white round pen)."""
+        from ipycanvas import hold_canvas
+
+        c = self.canvas
+        with hold_canvas():
+            c.clear()
+            c.fill_style = "black"
+            c.fill_rect(0, 0, c.width, c.height)
+            self._style()
+            for stroke in self.recorder.drawing.strokes:
+                for x, y in stroke:
+                    c.fill_circle(x, y, self.recorder.drawing.pen_px / 2)
+                if len(stroke) > 1:
+                    c.stroke_lines(stroke)
+        self._count()
+
+    def draw(self, drawing: Strokes) -> None:
+        """Put scripted strokes on the pad (scaled to its size), as if drawn by hand."""
+        self.recorder.load(drawing)
+        self.pen_slider.value = self.recorder.drawing.pen  # redraws when the pen changes
+        self.redraw()
+
+    def predict(self):
+        """Run the model on the pad's strokes and show the top guesses; returns the Prediction."""
+        start = time.perf_counter()
+        try:
+            self.prediction = self.predictor.predict(self.strokes, top_k=self.top_k)
+        except Exception as e:  # shown where the user looks; a callback's traceback is hidden
+            self.results.value = (
+                f"<div class='charlib-error' style='color:#b42318'>prediction failed: "
+                f"{html.escape(f'{type(e).__name__}: {e}')}</div>"
+            )
+            raise
+        seconds = time.perf_counter() - start
+        device = str(getattr(self.predictor, "device", ""))
+        self.results.value = results_html(self.prediction, seconds=seconds, device=device)
+        return self.prediction
+
+    def clear(self) -> None:
+        """Forget the strokes, blank the canvas and the results."""
+        self.recorder.clear()
+        self.prediction = None
+        self.results.value = results_html(None)
+        self.redraw()
+
+
+def prediction_figure(drawing: Strokes, prediction, *, title: str | None = None):
+    """Drawn input, the model's preprocessed view and the top-k bars, as one matplotlib Figure."""
+    from matplotlib.figure import Figure
+
+    from charlib.codes import display_label
+
+    fig = Figure(figsize=(10, 3.2), layout="constrained")
+    ax_in, ax_seen, ax_bars = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.6]})
+    ax_in.imshow(rasterize(drawing), cmap="gray", vmin=0, vmax=255)
+    ax_in.set_title(f"drawn ({drawing.width}×{drawing.height} px)", fontsize=10)
+    if prediction.image is not None:
+        size = prediction.image.shape[0]
+        ax_seen.imshow(prediction.image, cmap="gray", vmin=0, vmax=255)
+        ax_seen.set_title(f"model input ({size}×{size})", fontsize=10)
+    else:
+        ax_seen.imshow(np.zeros((28, 28), np.uint8), cmap="gray", vmin=0, vmax=255)
+        ax_seen.set_title("model input (none)", fontsize=10)
+    for ax in (ax_in, ax_seen):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if prediction.blank:
+        ax_bars.text(0.5, 0.5, "nothing drawn", ha="center", va="center", fontsize=14)
+        ax_bars.set_axis_off()
+    else:
+        labels = [display_label(g["code"]) for g in prediction][::-1]
+        values = [g["confidence"] for g in prediction][::-1]
+        color = "#d9822b" if prediction.unsure else "#2b7bd9"
+        bars = ax_bars.barh(labels, values, color=color)
+        ax_bars.bar_label(bars, labels=[f"{v:.1%}" for v in values], padding=3, fontsize=9)
+        ax_bars.set_xlim(0, 1.15)
+        ax_bars.set_xlabel("confidence")
+        ax_bars.set_title(f"top {len(prediction)} ({prediction.status})", fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=12)
+    return fig

@@ -1,0 +1,88 @@
+"""Shared by the canvas and browser tests: a tiny trained run, free ports, server processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def tiny_run(runs: Path, name: str = "tiny") -> Path:
+    """A 1-epoch run on a few synthetic images per class under `runs` (reused when present)."""
+    from charlib import train
+    from charlib.data import load_dataset
+
+    run_dir = runs / name
+    if not (run_dir / "best.pt").is_file():
+        ds = load_dataset("synth-small")
+        train.fit(
+            ds.train.subset(4),
+            ds.validation.subset(2),
+            run_dir=run_dir,
+            recipe="fast",
+            device="cpu",
+            epochs=1,
+            stem="imagenet",
+            batch_size=64,
+            progress=False,
+            data_source="synth-small",
+        )
+    return run_dir
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def server(cmd: list[str], *, url: str, env: dict, log: Path, timeout: float = 60):
+    """Start a server in its own process group, wait until `url` answers, always stop it."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            cmd,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{cmd[:3]} exited with {proc.returncode}; log: {log}")
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as r:
+                        if r.status == 200:
+                            break
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s; log: {log}")
+                time.sleep(0.5)
+            yield proc
+        finally:
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group, SIGKILL it after 10 s."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    except ProcessLookupError:
+        pass
