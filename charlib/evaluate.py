@@ -289,7 +289,9 @@ def confused_pairs(preds: Predictions, k: int = 10):
     support = counts.sum(axis=1)
     np.fill_diagonal(counts, 0)
     true_idx, pred_idx = np.nonzero(counts)
-    order = np.lexsort((pred_idx, true_idx, -counts[true_idx, pred_idx]))[:k]
+    share = counts[true_idx, pred_idx] / support[true_idx]
+    # most images first, then the larger share of its class, then class order
+    order = np.lexsort((pred_idx, true_idx, -share, -counts[true_idx, pred_idx]))[:k]
     predicted = preds.predicted
     rows = []
     for i, j in zip(true_idx[order], pred_idx[order], strict=True):
