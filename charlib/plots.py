@@ -255,7 +255,7 @@ def confused_pairs(pairs, preds, *, examples: int = 8) -> Figure:
     fig = Figure(figsize=(examples * 0.85 + 3.2, len(pairs) * 0.9 + 0.6), layout="constrained")
     axes = fig.subplots(len(pairs), 1, squeeze=False)[:, 0]
     for ax, row in zip(axes, pairs.itertuples(), strict=True):
-        shown = np.zeros((examples, side, side), np.uint8)
+        shown = np.full((examples, side, side), 60, np.uint8)  # empty slots: gutter grey
         picked = preds.images[row.examples[:examples]]
         shown[: len(picked)] = picked
         ax.imshow(_tile(shown, examples), cmap="gray", vmin=0, vmax=255)

@@ -155,7 +155,7 @@ def tiny_run(tmp_path_factory):
         device="cpu",
         epochs=1,
         stem="imagenet",
-        batch_size=64,
+        batch_size=32,
         progress=False,
         data_source="synth-small",
     )
