@@ -165,7 +165,7 @@ def results_html(prediction, *, seconds: float | None = None, device: str = "") 
     if prediction.blank:
         return "<div class='charlib-status charlib-blank'>nothing drawn</div>"
     timing = f" · {seconds * 1000:.0f} ms on {html.escape(device)}" if seconds is not None else ""
-    note = " · unsure: low confidence" if prediction.unsure else ""
+    note = " (low confidence)" if prediction.unsure else ""
     rows = []
     for g in prediction:
         pct = 100 * g["confidence"]
@@ -245,7 +245,7 @@ class DrawingPad:
         self.widget.add_class("charlib-pad")
 
         c = self.canvas
-        c.on_client_ready(self.redraw)  # a (re)loaded page gets a blank canvas: draw it again
+        c.on_client_ready(self._client_ready)
         c.on_mouse_down(lambda x, y: self._dot(self.recorder.down(x, y)))
         c.on_mouse_move(lambda x, y: self._segment(self.recorder.move(x, y)))
         c.on_mouse_up(lambda x, y: self._stroke_end(self.recorder.up(x, y)))
@@ -294,6 +294,13 @@ class DrawingPad:
 
     def _pen_changed(self, change) -> None:
         self.recorder.set_pen(change["new"])
+        self.redraw()
+
+    def _client_ready(self) -> None:
+        # A page that connects after the cell ran (a reload, Voila) missed ipycanvas's one-off
+        # "switch to this canvas" message and would drop every later draw command: forget which
+        # canvas was current so the next command names it again, then paint everything.
+        self.canvas._canvas_manager._current_canvas = None
         self.redraw()
 
     def redraw(self) -> None:

@@ -31,7 +31,7 @@ def tiny_run(runs: Path, name: str = "tiny") -> Path:
             device="cpu",
             epochs=1,
             stem="imagenet",
-            batch_size=64,
+            batch_size=32,
             progress=False,
             data_source="synth-small",
         )
@@ -44,9 +44,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def answers(url: str | None, port: int | None) -> bool:
+    """Whether `url` returns 200 (or, without a url, whether `port` accepts connections)."""
+    try:
+        if url is None:
+            with socket.create_connection(("127.0.0.1", port), timeout=2):
+                return True
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
 @contextmanager
-def server(cmd: list[str], *, url: str, env: dict, log: Path, timeout: float = 60):
-    """Start a server in its own process group, wait until `url` answers, always stop it."""
+def server(cmd, *, url=None, port=None, env: dict, log: Path, timeout: float = 60):
+    """Start a server in its own process group, wait until it answers, always stop it."""
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             cmd,
@@ -57,17 +69,14 @@ def server(cmd: list[str], *, url: str, env: dict, log: Path, timeout: float = 6
         )
         try:
             deadline = time.monotonic() + timeout
-            while True:
+            while not answers(url, port):
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{cmd[:3]} exited with {proc.returncode}; log: {log}")
-                try:
-                    with urllib.request.urlopen(url, timeout=5) as r:
-                        if r.status == 200:
-                            break
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    pass
+                    raise RuntimeError(
+                        f"{' '.join(cmd[:4])} exited with {proc.returncode}; log {log}"
+                    )
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s; log: {log}")
+                    where = url or f"port {port}"
+                    raise TimeoutError(f"{where} did not answer within {timeout:.0f} s; log {log}")
                 time.sleep(0.5)
             yield proc
         finally:

@@ -1,0 +1,215 @@
+"""The drawing pad end to end in headless Chromium (JupyterLab, Voila): draw, Predict, Clear.
+
+Set CHARLIB_BROWSER_RUN to a trained run folder (e.g. runs/default) to drive the pad with that
+model instead of a freshly trained 1-epoch one; the screenshots then show real guesses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from browser_helpers import CHROMIUM, free_port, server, tiny_run
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "05_interactive_demo.ipynb"
+SHOTS = ROOT / "reports" / "screenshots"
+SEEN = SHOTS / "browser_predictions.json"
+TIMEOUT_MS = 60_000
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+if not CHROMIUM.is_file():
+    pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)", allow_module_level=True)
+
+# The same strokes the notebook and unit tests use, scaled onto the canvas on screen.
+from charlib.canvas import SCRIPTED  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A runs folder holding one trained run, and a folder with a copy of notebook 05."""
+    base = tmp_path_factory.mktemp("browser")
+    runs, root = base / "runs", base / "root"
+    runs.mkdir()
+    root.mkdir()
+    chosen = os.environ.get("CHARLIB_BROWSER_RUN")
+    if chosen:
+        (runs / Path(chosen).name).symlink_to(Path(chosen).resolve())
+    else:
+        tiny_run(runs, "browser-tiny")
+    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    env = {"CHARLIB_RUNS_DIR": str(runs), "JUPYTER_RUNTIME_DIR": str(base / "runtime")}
+    return base, root, env
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def draw(page, canvas, drawing) -> None:
+    """Draw `drawing`'s strokes with the mouse over the canvas element on screen."""
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    sx, sy = box["width"] / drawing.width, box["height"] / drawing.height
+    for stroke in drawing.strokes:
+        points = [(box["x"] + x * sx, box["y"] + y * sy) for x, y in stroke]
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for point in points[1:]:
+            page.mouse.move(*point, steps=8)
+        page.mouse.up()
+
+
+def ink(canvas, *, more_than: int | None = None, timeout: float = 10) -> int:
+    """White pixels on the pad's <canvas>; with `more_than`, waits until there are more."""
+    deadline = time.monotonic() + timeout
+    while True:
+        n = _ink(canvas)
+        if more_than is None or n > more_than or time.monotonic() > deadline:
+            return n
+        time.sleep(0.2)
+
+
+def _ink(canvas) -> int:
+    return canvas.evaluate(
+        """el => {
+            const c = el.tagName === 'CANVAS' ? el : el.querySelector('canvas');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0;
+            for (let i = 0; i < d.length; i += 4) if (d[i] > 128) n++;
+            return n;
+        }"""
+    )
+
+
+def exercise_pad(page, where: str, tmp: Path) -> dict:
+    """Draw an 'A' and a '7', predict each, clear; screenshots; returns the guesses seen."""
+    expect = sync_api.expect
+    pad = page.locator(".charlib-pad")
+    try:
+        pad.wait_for(state="visible", timeout=TIMEOUT_MS)
+    except sync_api.TimeoutError:
+        page.screenshot(path=tmp / f"{where}_no_pad.png", full_page=True)
+        pytest.fail(f"{where}: the drawing pad did not appear in {TIMEOUT_MS / 1000:.0f} s")
+    canvas = pad.locator(".charlib-canvas").first
+    rows = pad.locator(".charlib-results .charlib-prediction")
+    strokes = pad.locator(".charlib-strokes")
+    expect(strokes).to_have_text("0 strokes", timeout=TIMEOUT_MS)
+    assert ink(canvas) == 0, "the pad should start black"
+    seen = {}
+    for char in ("A", "7"):
+        draw(page, canvas, SCRIPTED[char])
+        n = len(SCRIPTED[char].strokes)
+        expect(strokes).to_have_text(f"{n} stroke{'' if n == 1 else 's'}", timeout=10_000)
+        if ink(canvas, more_than=1000) <= 1000:
+            page.screenshot(path=tmp / f"{where}_no_ink.png", full_page=True)
+            pytest.fail(f"{where}: the pen left no visible ink for '{char}'")
+        pad.locator(".charlib-predict button, button.charlib-predict").first.click()
+        expect(rows).to_have_count(5, timeout=20_000)
+        guesses = [
+            {
+                "char": r.get_attribute("data-char"),
+                "code": int(r.get_attribute("data-code")),
+                "confidence": float(r.get_attribute("data-confidence")),
+                "shown": r.locator(".charlib-confidence").inner_text(),
+            }
+            for r in rows.all()
+        ]
+        assert all(g["shown"].endswith("%") for g in guesses), guesses
+        seen[char] = guesses
+        top = guesses[0]
+        print(f"{where}: drew '{char}', top guess {top['char']!r} ({top['code']}) {top['shown']}")
+        if char == "A":
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            pad.screenshot(path=SHOTS / f"drawing_pad_{where}.png")
+            page.screenshot(path=tmp / f"drawing_pad_{where}_page.png", full_page=True)
+        pad.locator(".charlib-clear button, button.charlib-clear").first.click()
+        expect(rows).to_have_count(0, timeout=10_000)
+        expect(strokes).to_have_text("0 strokes", timeout=10_000)
+        assert ink(canvas) == 0, f"{where}: Clear left ink on the canvas"
+    expect(pad.locator(".charlib-results")).to_contain_text("Draw a character")
+    pad.locator(".charlib-predict button, button.charlib-predict").first.click()
+    expect(pad.locator(".charlib-results")).to_contain_text("nothing drawn", timeout=10_000)
+    pad.screenshot(path=tmp / f"drawing_pad_{where}_cleared.png")
+    record(where, seen)
+    return seen
+
+
+def record(where: str, seen: dict) -> None:
+    """Keep the guesses each browser test saw, for the closing note."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    data = json.loads(SEEN.read_text()) if SEEN.is_file() else {}
+    data[where] = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "guesses": seen}
+    SEEN.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def test_pad_in_jupyterlab(served, browser, tmp_path):
+    base, root, env = served
+    port, token = free_port(), secrets.token_hex(16)
+    cmd = [
+        sys.executable, "-m", "jupyter", "lab", "--no-browser",
+        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--allow-root",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+        "--expose-app-in-browser",  # window.jupyterapp: run all cells by command
+        f"--LabApp.workspaces_dir={base / 'workspaces'}",
+        f"--LabApp.user_settings_dir={base / 'settings'}",
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with server(cmd, url=f"{url}/api/status?token={token}", env=env, log=tmp_path / "lab.log"):
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(TIMEOUT_MS)
+        try:
+            page.goto(f"{url}/lab/tree/{NOTEBOOK.name}?token={token}")
+            page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+            page.wait_for_function(
+                "() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                " && window.jupyterapp.shell.currentWidget.sessionContext"
+            )
+            page.evaluate(
+                """async () => {
+                    const panel = window.jupyterapp.shell.currentWidget;
+                    await panel.sessionContext.ready;
+                    await window.jupyterapp.commands.execute('notebook:run-all-cells');
+                }"""
+            )
+            exercise_pad(page, "lab", tmp_path)
+            errors = page.locator(
+                ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+            )
+            assert "Traceback" not in " ".join(errors.all_inner_texts())
+        finally:
+            page.close()
+
+
+def test_pad_in_voila(served, browser, tmp_path):
+    base, root, env = served
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "voila", str(root / NOTEBOOK.name), "--no-browser",
+        "--Voila.ip=127.0.0.1", f"--port={port}", "--show_tracebacks=True",
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    with server(cmd, url=None, port=port, env=env, log=tmp_path / "voila.log"):
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(TIMEOUT_MS)
+        try:
+            page.goto(url, timeout=TIMEOUT_MS)
+            exercise_pad(page, "voila", tmp_path)
+        finally:
+            page.close()
