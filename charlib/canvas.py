@@ -241,7 +241,7 @@ class DrawingPad:
                 self.results,
             ],
         )
-        self.widget = w.HBox([self.canvas, controls])
+        self.widget = w.HBox([self.canvas, controls], layout=w.Layout(width="max-content"))
         self.widget.add_class("charlib-pad")
 
         c = self.canvas
@@ -372,7 +372,8 @@ def prediction_figure(drawing: Strokes, prediction, *, title: str | None = None)
         ax.set_yticks([])
     if prediction.blank:
         ax_bars.text(0.5, 0.5, "nothing drawn", ha="center", va="center", fontsize=14)
-        ax_bars.set_axis_off()
+        ax_bars.set_xticks([])
+        ax_bars.set_yticks([])
     else:
         labels = [display_label(g["code"]) for g in prediction][::-1]
         values = [g["confidence"] for g in prediction][::-1]
