@@ -64,8 +64,7 @@ def browser():
 
 def draw(page, canvas, drawing) -> None:
     """Draw `drawing`'s strokes with the mouse over the canvas element on screen."""
-    canvas.scroll_into_view_if_needed()
-    box = canvas.bounding_box()
+    box = settled_box(canvas)
     sx, sy = box["width"] / drawing.width, box["height"] / drawing.height
     for stroke in drawing.strokes:
         points = [(box["x"] + x * sx, box["y"] + y * sy) for x, y in stroke]
@@ -74,6 +73,21 @@ def draw(page, canvas, drawing) -> None:
         for point in points[1:]:
             page.mouse.move(*point, steps=8)
         page.mouse.up()
+
+
+def settled_box(canvas, timeout: float = 10) -> dict:
+    """The canvas's box on screen once it is in view and has stopped moving (layout settled)."""
+    deadline = time.monotonic() + timeout
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        canvas.scroll_into_view_if_needed()
+        again = canvas.bounding_box()
+        if again == box:
+            return box
+        box = again
+    pytest.fail(f"the canvas kept moving for {timeout:.0f} s (last box {box})")
 
 
 def ink(canvas, *, more_than: int | None = None, timeout: float = 10) -> int:
@@ -116,7 +130,11 @@ def exercise_pad(page, where: str, tmp: Path) -> dict:
     for char in ("A", "7"):
         draw(page, canvas, SCRIPTED[char])
         n = len(SCRIPTED[char].strokes)
-        expect(strokes).to_have_text(f"{n} stroke{'' if n == 1 else 's'}", timeout=10_000)
+        try:
+            expect(strokes).to_have_text(f"{n} stroke{'' if n == 1 else 's'}", timeout=10_000)
+        except AssertionError:
+            page.screenshot(path=tmp / f"{where}_strokes_{char}.png", full_page=True)
+            raise
         if ink(canvas, more_than=1000) <= 1000:
             page.screenshot(path=tmp / f"{where}_no_ink.png", full_page=True)
             pytest.fail(f"{where}: the pen left no visible ink for '{char}'")
@@ -187,6 +205,11 @@ def test_pad_in_jupyterlab(served, browser, tmp_path):
                     await panel.sessionContext.ready;
                     await window.jupyterapp.commands.execute('notebook:run-all-cells');
                 }"""
+            )
+            # Run All moves the selection (and the scroll) from cell to cell: draw once it is done.
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.jp-InputPrompt')]"
+                ".every(p => !p.textContent.includes('*'))"
             )
             exercise_pad(page, "lab", tmp_path)
             errors = page.locator(
