@@ -77,6 +77,20 @@ def run(recipe: str, train, val, test, device: str, out: Path, **kwargs) -> dict
     }
 
 
+def _variant(text: str) -> dict:
+    """'stem=imagenet,batch_size=1024' -> {'stem': 'imagenet', 'batch_size': 1024}."""
+    import ast
+
+    out = {}
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        try:
+            out[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value.strip()
+    return out
+
+
 def main() -> None:
     default = Path(os.environ.get("CHARLIB_SHARED_DATA") or ROOT.parent / "shared" / "data")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -99,6 +113,14 @@ def main() -> None:
         "where the seed recipe evaluates about 50 images/s)",
     )
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument(
+        "--fast-variant",
+        action="append",
+        default=[],
+        metavar="K=V,...",
+        help="also train the fast recipe with these fit() keywords, e.g. "
+        "'stem=imagenet,batch_size=1024' (repeatable; each measured against the same seed run)",
+    )
     args = parser.parse_args()
     device = device_name(args.device)
     gpu = device.startswith("cuda")
@@ -126,6 +148,10 @@ def main() -> None:
             stem=args.fast_stem,
             compile=args.compile,
         )
+        variants = [
+            run("fast", ds.train, val, test, device, out / f"variant{i}", **kw) | {"variant": kw}
+            for i, kw in enumerate(_variant(v) for v in args.fast_variant)
+        ]
     env = environment()
     result = {
         "benchmark": "train_speed",
@@ -137,6 +163,10 @@ def main() -> None:
         "speedup_images_per_s": round(fast["images_per_s"] / seed["images_per_s"], 1),
         "seed": seed,
         "fast": fast,
+        "variants": [
+            v | {"speedup_images_per_s": round(v["images_per_s"] / seed["images_per_s"], 1)}
+            for v in variants
+        ],
     }
     tag = "gpu-" + env["gpu"].split(" (")[0].replace(" ", "_") if gpu else "cpu"
     path = ROOT / "benchmarks" / "results" / f"train_speed-{tag}.json"
@@ -146,7 +176,7 @@ def main() -> None:
     print(
         f"{'recipe':<6} {'images/s':>9} {'epochs':>6} {'best val':>8} {'test':>6}  time to val acc"
     )
-    for r in (seed, fast):
+    for r in (seed, fast, *variants):
         reached = ", ".join(
             f"{k}: {v if v is not None else '-'}s" for k, v in r["time_to_val_acc_s"].items()
         )
@@ -154,6 +184,8 @@ def main() -> None:
             f"{r['recipe']:<6} {r['images_per_s']:>9.0f} {r['epochs']:>6} "
             f"{r['best_val_acc']:>8.3f} {r['test_acc']:>6.3f}  {reached}"
         )
+    for v in result["variants"]:
+        print(f"variant {v['variant']}: {v['speedup_images_per_s']}x the seed's images/s")
     print(f"fast / seed images/s: {result['speedup_images_per_s']}x   -> {path.relative_to(ROOT)}")
 
 
