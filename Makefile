@@ -9,7 +9,9 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 DATA ?= synth
 ARGS ?=
 
-.PHONY: run test lab bench lint format clean
+DEMO_PORT ?= 8866
+
+.PHONY: run test lab demo bench lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,9 +30,13 @@ test: $(STAMP)  ## lint + the whole test suite (CI runs exactly this)
 lab: $(STAMP)  ## JupyterLab on the notebooks
 	$(VENV)/bin/jupyter lab notebooks
 
+demo: $(STAMP)  ## the drawing pad (notebook 05 in Voila) on http://127.0.0.1:$(DEMO_PORT)
+	$(VENV)/bin/voila notebooks/05_interactive_demo.ipynb --no-browser --Voila.ip=127.0.0.1 --port=$(DEMO_PORT)
+
 bench: $(STAMP)  ## benchmarks against the seed recipe (results in benchmarks/results/)
 	$(PY) benchmarks/load_speed.py
 	$(PY) benchmarks/train_speed.py
+	$(PY) benchmarks/infer_latency.py
 	$(PY) benchmarks/transfer.py
 
 format: $(STAMP)

@@ -198,7 +198,7 @@ def _onnx_session(path):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def export_onnx(run, path=None, *, opset: int = 17) -> Path:
+def export_onnx(run, path=None, *, opset: int = 18) -> Path:
     """Write the run's best model as ONNX (input 'input': N×C×H×W float, dynamic N)."""
     run_dir = resolve_run(run)
     ckpt = load_checkpoint(run_dir / "best.pt")
@@ -215,9 +215,11 @@ def export_onnx(run, path=None, *, opset: int = 17) -> Path:
             str(tmp),
             input_names=["input"],
             output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            dynamic_shapes={"x": {0: torch.export.Dim("batch")}},  # `x`: ResNet.forward's
             opset_version=opset,
-            dynamo=False,
+            dynamo=True,
+            external_data=False,  # one self-contained file, renamed into place atomically
+            verbose=False,
         )
         os.replace(tmp, target)
     finally:

@@ -442,7 +442,14 @@ def model_from_checkpoint(ckpt: dict, device: str = "cpu"):
     """The ResNet-18 a checkpoint describes, with its weights, in eval mode on `device`."""
     p = ckpt["params"]
     net = resnet18(len(ckpt["classes"]), stem=p["stem"], in_channels=p["channels"])
-    net.load_state_dict(ckpt["model"])
+    try:
+        net.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"checkpoint weights do not fit its own description ({len(ckpt['classes'])} classes, "
+            f"{p['stem']} stem, {p['channels']} channel(s)): {first}; retrain or use another run"
+        ) from None
     return net.to(device).eval()
 
 

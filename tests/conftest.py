@@ -107,3 +107,26 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_run(isolated_dirs) -> Path:
+    """runs/tiny: a 1-epoch CPU run on a slice of the built-in small data (a few seconds)."""
+    from charlib import train
+    from charlib.data import load_dataset
+
+    run_dir = isolated_dirs / "runs" / "tiny"
+    if not (run_dir / "best.pt").is_file():
+        ds = load_dataset("synth-small")
+        train.fit(
+            ds.train.subset(4, 0),
+            ds.validation.subset(2, 0),
+            run_dir=run_dir,
+            device="cpu",
+            epochs=1,
+            stem="imagenet",
+            batch_size=32,
+            progress=False,
+            data_source="synth-small",
+        )
+    return run_dir

@@ -134,7 +134,6 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         cpu_fit(tiny(), run_dir=tmp_path / "r", epochs=1, batch_size=32, stem="small")
 
 
-@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the evil file is a raw pickle
 def test_malicious_checkpoint_is_refused(tmp_path):
     marker = tmp_path / "pwned"
 
