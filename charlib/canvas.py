@@ -350,16 +350,18 @@ class DrawingPad:
         self.redraw()
 
 
-def prediction_figure(drawing: Strokes, prediction, *, title: str | None = None):
-    """Drawn input, the model's preprocessed view and the top-k bars, as one matplotlib Figure."""
+def prediction_figure(drawing, prediction, *, title: str | None = None):
+    """Input (Strokes or white-on-black array), the model's view and the top-k bars: a Figure."""
     from matplotlib.figure import Figure
 
     from charlib.codes import display_label
 
     fig = Figure(figsize=(10, 3.2), layout="constrained")
     ax_in, ax_seen, ax_bars = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.6]})
-    ax_in.imshow(rasterize(drawing), cmap="gray", vmin=0, vmax=255)
-    ax_in.set_title(f"drawn ({drawing.width}×{drawing.height} px)", fontsize=10)
+    shown = rasterize(drawing) if isinstance(drawing, Strokes) else np.asarray(drawing)
+    ax_in.imshow(shown, cmap="gray", vmin=0, vmax=255)
+    kind = "drawn" if isinstance(drawing, Strokes) else "input"
+    ax_in.set_title(f"{kind} ({shown.shape[1]}×{shown.shape[0]} px)", fontsize=10)
     if prediction.image is not None:
         size = prediction.image.shape[0]
         ax_seen.imshow(prediction.image, cmap="gray", vmin=0, vmax=255)

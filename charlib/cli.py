@@ -51,7 +51,10 @@ def _write_results(out: Path, rows: list[dict]) -> None:
     elif out.suffix.lower() == ".csv":
         import pandas as pd
 
-        text = pd.DataFrame(rows).to_csv(index=False)
+        table = pd.DataFrame(rows)
+        for column in [c for c in table if c.startswith("code_")]:
+            table[column] = table[column].astype("Int64")  # unreadable rows have none
+        text = table.to_csv(index=False)
         atomic_write(out, lambda f: f.write(text.encode()))
     else:
         raise ValueError(f"{out}: unknown result format; use a .csv or .json file name")
@@ -73,19 +76,18 @@ def predict(args) -> None:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such image file")
     predictor = Predictor.from_run(args.run, device=args.device, backend=args.backend)
-    rows, shown = [], 0
+    rows, lines = [], []
     for path in bar(files, enabled=len(files) > 1, desc="predicting", unit="image"):
         try:
             prediction = predictor.predict(path, top_k=args.top_k)
         except ValueError as e:
             if args.image:  # named files: a bad one is an error, not a row
                 raise
-            rows.append(_row(path, error=f"unreadable: {e}"))
+            rows.append(_row(path, error=f"unreadable: {str(e).removeprefix(f'{path}: ')}"))
             continue
         rows.append(_row(path, prediction))
-        if shown < SHOWN:
-            print(f"{path}: {describe(prediction)}")
-            shown += 1
+        lines.append(f"{path}: {describe(prediction)}")
+    print("\n".join(lines[:SHOWN]))
     if args.folder:
         bad = sum(r["status"].startswith("unreadable") for r in rows)
         print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import time
@@ -108,8 +109,41 @@ def export_html(executed: Path, target: Path) -> Path:
     return target
 
 
+def run_summary(run_name: str) -> dict[str, str]:
+    """Headline facts of runs/<run_name> for the index: data, device, accuracy, time."""
+    run_dir = paths.runs_dir() / str(run_name)
+    facts: dict[str, str] = {}
+    try:
+        params = json.loads((run_dir / "params.json").read_text())
+        history = json.loads((run_dir / "history.json").read_text())
+    except (OSError, ValueError):
+        return facts
+    env = params.get("environment", {})
+    facts["run folder"] = str(run_dir)
+    facts["data"] = (
+        f"{params.get('data') or '?'} ({params.get('train_images', 0):,} training images)"
+    )
+    facts["device"] = env.get("gpu") or f"CPU ({env.get('cpu cores', '?')} cores)"
+    facts["model"] = (
+        f"ResNet-18, {params['stem']} stem, {params['img_size']} px, {params['recipe']}"
+    )
+    seconds = sum(r["seconds"] for r in history)
+    facts["training"] = f"{len(history)} epochs in {seconds:.0f} s"
+    facts["best validation accuracy"] = f"{max(r['val_acc'] for r in history):.1%}"
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        split, n = metrics.get("split", "test"), metrics.get("n_images", 0)
+        facts[f"{split} accuracy"] = (
+            f"{metrics['accuracy']:.1%} (top-{metrics.get('top_k', 5)} "
+            f"{metrics.get('top_k_accuracy', float('nan')):.1%}, {n:,} images)"
+        )
+    except (OSError, ValueError, KeyError):
+        pass
+    return facts
+
+
 def write_index(results: list[NotebookResult], out_dir: Path, parameters: dict) -> Path:
-    """reports/index.html: the run's parameters and a link to each notebook's report."""
+    """reports/index.html: the run's summary, parameters and a link to each notebook's report."""
     rows = "\n".join(
         f"<tr><td><a href='{html.escape(r.html.name)}'>{html.escape(r.name)}</a></td>"
         f"<td class='{'ok' if r.ok else 'fail'}'>{'ok' if r.ok else html.escape(r.error)}</td>"
@@ -120,6 +154,11 @@ def write_index(results: list[NotebookResult], out_dir: Path, parameters: dict) 
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(repr(v))}</td></tr>"
         for k, v in parameters.items()
     )
+    summary = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+        for k, v in run_summary(parameters.get("RUN_NAME", "default")).items()
+    )
+    total = sum(r.seconds for r in results)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>charlib reports</title>
 <style>
@@ -130,8 +169,12 @@ td, th {{ border-bottom: 1px solid #ddd; padding: .35rem .8rem; text-align: left
 </style></head><body>
 <h1>charlib reports</h1>
 <p>Generated {time.strftime("%Y-%m-%d %H:%M:%S")} by <code>python -m charlib run</code>.</p>
+<h2>Run</h2>
+<table>{summary or "<tr><td>no training run yet</td></tr>"}</table>
+<h2>Reports</h2>
 <table><tr><th>notebook</th><th>status</th><th>time</th></tr>
 {rows}
+<tr><th>total</th><td></td><td>{total:.0f} s</td></tr>
 </table>
 <h2>Parameters</h2>
 <table>{params}</table>

@@ -33,12 +33,12 @@ def to_white_on_black(x) -> np.ndarray:
         try:
             return images.decode(path.read_bytes())[0]
         except images.BadImage as e:
-            raise ValueError(f"{path}: unreadable image ({e})") from None
+            raise ValueError(f"{path}: unreadable image ({e.reason})") from None
     if isinstance(x, (bytes, bytearray)):
         try:
             return images.decode(bytes(x))[0]
         except images.BadImage as e:
-            raise ValueError(f"unreadable image bytes ({e})") from None
+            raise ValueError(f"unreadable image bytes ({e.reason})") from None
     if isinstance(x, Image.Image):
         return images.to_white_on_black(images.to_gray(ImageOps.exif_transpose(x)))[0]
     if isinstance(x, np.ndarray):
