@@ -1,0 +1,107 @@
+"""`python -m charlib predict / evaluate / export`: happy paths, one-line errors on bad input."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from charlib.__main__ import main
+from charlib.canvas import SCRIPTED, rasterize
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    for char in ("A", "7"):
+        Image.fromarray(255 - rasterize(SCRIPTED[char])).save(folder / f"{char}.png")
+    (folder / "nested").mkdir()
+    Image.fromarray(rasterize(SCRIPTED["L"])).save(folder / "nested" / "L.jpg")
+    (folder / "broken.png").write_bytes(b"not a png at all")
+    (folder / "notes.txt").write_text("ignored: not an image suffix")
+    return folder
+
+
+def test_predict_one_image_prints_top_k(tiny_run, images, capsys, tmp_path):
+    viz = tmp_path / "viz.png"
+    argv = ["predict", "--image", str(images / "A.png"), "--run", "tiny", "--top-k", "3"]
+    assert main([*argv, "--save-viz", str(viz)]) == 0
+    out = capsys.readouterr().out
+    line = out.splitlines()[0]
+    assert line.startswith(f"{images / 'A.png'}: ") and line.count("%") == 3
+    with Image.open(viz) as img:
+        assert img.format == "PNG" and img.width > 400
+
+
+def test_predict_folder_writes_csv_and_json_and_keeps_going(tiny_run, images, tmp_path, capsys):
+    csv, js = tmp_path / "out.csv", tmp_path / "out.json"
+    assert main(["predict", "--folder", str(images), "--out", str(csv)]) == 0
+    assert "4 image(s), 1 unreadable" in capsys.readouterr().out
+    table = pd.read_csv(csv)
+    assert sorted(table.path.map(lambda p: p.split("/")[-1])) == [
+        "7.png",
+        "A.png",
+        "L.jpg",
+        "broken.png",
+    ]
+    broken = table[table.path.str.endswith("broken.png")].iloc[0]
+    assert broken.status == "unreadable: unreadable image (not an image)"
+    good = table[~table.path.str.endswith("broken.png")]
+    assert (good.confidence_1 >= good.confidence_5).all() and good.code_1.notna().all()
+    assert main(["predict", "--folder", str(images), "--out", str(js), "--top-k", "2"]) == 0
+    rows = json.loads(js.read_text())
+    assert len(rows) == 4 and all("char_3" not in r for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["predict", "--image", "missing.png"], "missing.png: no such image file"),
+        (["predict", "--folder", "no_such_dir"], "no_such_dir: no such folder"),
+        (["predict", "--image", "{images}/broken.png"], "broken.png: unreadable image"),
+        (["predict", "--image", "{images}/A.png", "--out", "x.xlsx"], "use a .csv or .json"),
+        (["predict", "--image", "{images}/A.png", "--top-k", "0"], "--top-k must be at least 1"),
+        (["predict", "--folder", "{images}", "--save-viz", "v.png"], "pass a single --image"),
+        (["predict", "--image", "{images}/A.png", "--run", "nope"], "no best.pt there"),
+        (["evaluate", "--run", "nope"], "no best.pt there"),
+        (["evaluate", "--run", "tiny", "--per-class", "0"], "--per-class must be at least 1"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_1(tiny_run, images, capsys, argv, message):
+    argv = [a.format(images=images) for a in argv]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("charlib: error: ") and message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_wrong_checkpoint_file_is_refused(tmp_path, images, capsys):
+    run = tmp_path / "garbage"
+    run.mkdir()
+    (run / "best.pt").write_bytes(b"definitely not a checkpoint")
+    assert main(["predict", "--image", str(images / "A.png"), "--run", str(run)]) == 1
+    assert "not a safe charlib checkpoint" in capsys.readouterr().err
+
+
+def test_evaluate_quick_and_export(tiny_run, capsys, tmp_path):
+    assert main(["evaluate", "--run", "tiny", "--quick", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "top-5 accuracy" in out and "metrics.json" in out
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert 0 <= metrics["accuracy"] <= 1 and metrics["split"] == "test"
+    target = tmp_path / "m.onnx"
+    assert main(["export", "--run", "tiny", "--onnx", "--out", str(target)]) == 0
+    assert target.stat().st_size > 1_000_000 and str(target) in capsys.readouterr().out
+
+
+def test_command_line_entry_point_runs(tiny_run, images):
+    """The real `python -m charlib` process: exit status and stderr, no traceback."""
+    done = subprocess.run(
+        [sys.executable, "-m", "charlib", "predict", "--image", str(images / "nope.png")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "nope.png: no such image file" in done.stderr
