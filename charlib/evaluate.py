@@ -149,7 +149,7 @@ def predict_split(
     if source is None:
         raise ValueError(
             f"{folder}: the run does not record the data it trained on; pass data= "
-            "(the folder, zip or 'synth' preset it trained on)"
+            "(--data on the command line): the folder, zip or 'synth' preset it trained on"
         )
     part = load_dataset(source, seed=params.get("seed", 0), progress=False)[split]
     check_classes(ckpt["classes"], part.classes, run=str(folder), source=f"{source} ({split})")
