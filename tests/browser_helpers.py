@@ -17,25 +17,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 def tiny_run(runs: Path, name: str = "tiny") -> Path:
     """A 1-epoch run on a few synthetic images per class under `runs` (reused when present)."""
-    from charlib import train
-    from charlib.data import load_dataset
+    from conftest import train_tiny
 
-    run_dir = runs / name
-    if not (run_dir / "best.pt").is_file():
-        ds = load_dataset("synth-small")
-        train.fit(
-            ds.train.subset(4),
-            ds.validation.subset(2),
-            run_dir=run_dir,
-            recipe="fast",
-            device="cpu",
-            epochs=1,
-            stem="imagenet",
-            batch_size=32,
-            progress=False,
-            data_source="synth-small",
-        )
-    return run_dir
+    train_tiny(runs / name)
+    return runs / name
 
 
 def free_port() -> int:

@@ -109,24 +109,32 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     }
 
 
-@pytest.fixture(scope="session")
-def tiny_run(isolated_dirs) -> Path:
-    """runs/tiny: a 1-epoch CPU run on a slice of the built-in small data (a few seconds)."""
+def train_tiny(run_dir: Path, *, full_validation: bool = False) -> dict | None:
+    """A 1-epoch CPU run on 4 images per class of synth-small (a few seconds); reused if there."""
     from charlib import train
     from charlib.data import load_dataset
 
+    run_dir = Path(run_dir)
+    if (run_dir / "best.pt").is_file():
+        return None
+    ds = load_dataset("synth-small", progress=False)
+    return train.fit(
+        ds.train.subset(4, 0),
+        ds.validation if full_validation else ds.validation.subset(2, 0),
+        run_dir=run_dir,
+        recipe="fast",
+        device="cpu",
+        epochs=1,
+        stem="imagenet",
+        batch_size=32,  # 11 steps: enough for the one-cycle schedule
+        progress=False,
+        data_source="synth-small",
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(isolated_dirs) -> Path:
+    """runs/tiny, trained once per session by `train_tiny`."""
     run_dir = isolated_dirs / "runs" / "tiny"
-    if not (run_dir / "best.pt").is_file():
-        ds = load_dataset("synth-small")
-        train.fit(
-            ds.train.subset(4, 0),
-            ds.validation.subset(2, 0),
-            run_dir=run_dir,
-            device="cpu",
-            epochs=1,
-            stem="imagenet",
-            batch_size=32,
-            progress=False,
-            data_source="synth-small",
-        )
+    train_tiny(run_dir)
     return run_dir

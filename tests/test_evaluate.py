@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from charlib import evaluate, pipeline, train
-from charlib.data import load_dataset
 from charlib.files import save_torch
+
+from conftest import train_tiny
 
 FILES = (
     "metrics.json",
@@ -145,21 +146,8 @@ def test_missing_run_folder_is_one_line(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A 1-epoch run on 4 images per class of synth-small, validated on its whole validation."""
-    ds = load_dataset("synth-small", progress=False)
     run_dir = tmp_path_factory.mktemp("evaluate") / "r"
-    summary = train.fit(
-        ds.train.subset(4),
-        ds.validation,
-        run_dir=run_dir,
-        recipe="fast",
-        device="cpu",
-        epochs=1,
-        stem="imagenet",
-        batch_size=32,
-        progress=False,
-        data_source="synth-small",
-    )
-    return run_dir, summary
+    return run_dir, train_tiny(run_dir, full_validation=True)
 
 
 def test_evaluate_run_writes_every_file(tiny_run):
