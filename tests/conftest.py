@@ -138,3 +138,25 @@ def tiny_run(isolated_dirs) -> Path:
     run_dir = isolated_dirs / "runs" / "tiny"
     train_tiny(run_dir)
     return run_dir
+
+
+class _Evil:
+    """Unpickling this runs `touch <marker>`: what a hostile checkpoint would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def write_evil_checkpoint(path: Path, marker: Path) -> Path:
+    """A file that looks like a charlib checkpoint but runs a command when unpickled."""
+    import pickle
+
+    from charlib.train import CHECKPOINT_FORMAT
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        pickle.dump({"format": CHECKPOINT_FORMAT, "model": _Evil(marker)}, f)
+    return path

@@ -1,8 +1,6 @@
 """Predictor: every input kind through one preprocessing path, blank and unsure results, ONNX."""
 
 import io
-import os
-import pickle
 
 import numpy as np
 import pytest
@@ -13,6 +11,8 @@ from charlib import preprocess, train
 from charlib.canvas import Strokes
 from charlib.data import load_dataset
 from charlib.infer import Predictor, export_onnx, resolve_run
+
+from conftest import write_evil_checkpoint
 
 A = Strokes([[(140, 40), (80, 240)], [(140, 40), (200, 240)], [(100, 160), (180, 160)]])
 
@@ -157,15 +157,7 @@ def test_resolve_run(tiny_run, tmp_path):
 
 def test_malicious_checkpoint_is_refused_and_runs_nothing(tmp_path):
     marker = tmp_path / "pwned"
-
-    class Evil:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
-    run = tmp_path / "evil"
-    run.mkdir()
-    with open(run / "best.pt", "wb") as f:
-        pickle.dump({"format": train.CHECKPOINT_FORMAT, "model": Evil()}, f)
+    run = write_evil_checkpoint(tmp_path / "evil" / "best.pt", marker).parent
     with pytest.raises(ValueError, match="not a safe charlib checkpoint"):
         Predictor.from_run(run)
     assert not marker.exists()

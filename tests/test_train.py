@@ -1,6 +1,4 @@
 import json
-import os
-import pickle
 import subprocess
 import sys
 import textwrap
@@ -12,7 +10,7 @@ import torch
 from charlib import train
 from charlib.data import CharData, load_dataset
 
-from conftest import glyph
+from conftest import glyph, write_evil_checkpoint
 
 OFF = {"rotation": 0, "translate": 0, "scale": 0, "perspective": 0, "brightness": 0, "contrast": 0}
 
@@ -136,14 +134,7 @@ def test_resume_with_other_settings_is_refused(tmp_path):
 
 def test_malicious_checkpoint_is_refused(tmp_path):
     marker = tmp_path / "pwned"
-
-    class Evil:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
-    path = tmp_path / "evil.pt"
-    with open(path, "wb") as f:
-        pickle.dump({"format": train.CHECKPOINT_FORMAT, "model": Evil()}, f)
+    path = write_evil_checkpoint(tmp_path / "evil.pt", marker)
     with pytest.raises(ValueError, match="not a safe charlib checkpoint"):
         train.load_checkpoint(path)
     assert not marker.exists()
