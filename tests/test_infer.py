@@ -1,6 +1,7 @@
 """Predictor: every input kind through one preprocessing path, blank and unsure results, ONNX."""
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -148,11 +149,20 @@ def test_onnx_matches_torch(tiny_run, predictor):
         Predictor.from_run(tiny_run, backend="tf")
 
 
-def test_resolve_run(tiny_run, tmp_path):
-    assert resolve_run(None) == resolve_run("latest") == resolve_run("tiny") == tiny_run
-    assert resolve_run(str(tiny_run)) == tiny_run
-    with pytest.raises(FileNotFoundError, match="no best.pt there; train first"):
-        resolve_run(tmp_path / "empty")
+def test_resolve_run(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("CHARLIB_RUNS_DIR", str(runs))
+    with pytest.raises(FileNotFoundError, match="no trained run in .*; run notebook 03 first"):
+        resolve_run(None)
+    for age, name in enumerate(["new", "old"]):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "best.pt").write_bytes(b"")
+        os.utime(runs / name / "best.pt", (1e9 - age, 1e9 - age))
+    (runs / "untrained").mkdir()  # no best.pt: never "the latest run"
+    assert resolve_run(None) == resolve_run("latest") == resolve_run("new") == runs / "new"
+    assert resolve_run(str(runs / "old")) == resolve_run("old") == runs / "old"
+    with pytest.raises(FileNotFoundError, match="untrained: no best.pt there; train first"):
+        resolve_run("untrained")
 
 
 def test_malicious_checkpoint_is_refused_and_runs_nothing(tmp_path):

@@ -131,8 +131,13 @@ def test_param_values_are_literals(monkeypatch, tmp_path):
     assert main(["run", "--smoke", "-p", "EPOCHS=3", "-p", "NAME=abc", "-p", "L=[1, 2]"]) == 1
     # smoke runs use the small built-in set, generated before the notebooks start
     assert seen.pop("generated") == "synth-small"
-    assert seen == {"DATA": "synth", "SMOKE": True, "EPOCHS": 3, "NAME": "abc", "L": [1, 2]}
+    headless = {"RUN_NAME": "default", "INTERACTIVE": False}  # one run for 03-05, no live pad
+    assert (
+        seen == {"DATA": "synth", "SMOKE": True, "EPOCHS": 3, "NAME": "abc", "L": [1, 2]} | headless
+    )
     assert json.dumps(seen)
+    main(["run", "--epochs", "4", "--run-name", "big", "-p", "INTERACTIVE=True"])
+    assert seen["EPOCHS"] == 4 and seen["RUN_NAME"] == "big" and seen["INTERACTIVE"] is True
 
 
 def test_notebooks_02_and_03_smoke(tmp_path):
