@@ -46,9 +46,10 @@ def folder_images(folder: Path) -> list[Path]:
 
 
 def _write_results(out: Path, rows: list[dict]) -> None:
+    """Rows as JSON, or as CSV (the suffix was checked before predicting)."""
     if out.suffix.lower() == ".json":
         write_json(out, rows)
-    elif out.suffix.lower() == ".csv":
+    else:
         import pandas as pd
 
         table = pd.DataFrame(rows)
@@ -56,8 +57,6 @@ def _write_results(out: Path, rows: list[dict]) -> None:
             table[column] = table[column].astype("Int64")  # unreadable rows have none
         text = table.to_csv(index=False)
         atomic_write(out, lambda f: f.write(text.encode()))
-    else:
-        raise ValueError(f"{out}: unknown result format; use a .csv or .json file name")
 
 
 def predict(args) -> None:

@@ -64,11 +64,9 @@ def predictions(probs, labels, classes, images=None, *, split="", source="", run
 
 def run_folder(run) -> Path:
     """A run folder from a path or a run name (under runs/); a missing one fails with the fix."""
-    from charlib.paths import runs_dir
+    from charlib.paths import run_path
 
-    path = Path(run)
-    if not path.is_dir() and len(path.parts) == 1:
-        path = runs_dir() / path
+    path = run_path(run)
     if not path.is_dir():
         raise FileNotFoundError(
             f"{path}: no such run folder; train it first (notebook 03, `python -m charlib run`) "

@@ -3,7 +3,7 @@
     p = Predictor.from_run("runs/default")            # torch on CUDA when present, else CPU
     p.predict("a.png")  -> [{"char": "A", "code": 65, "confidence": 0.93}, ...]
 
-Preprocessing is `preprocess.canonical` then `augment.to_model_input`, the transform training
+Preprocessing is `preprocess.canonical` then `train.eval_input`, the transform training
 evaluates with. backend="onnx" runs the exported graph with onnxruntime on the CPU.
 """
 
@@ -15,13 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from charlib import augment as aug
 from charlib import preprocess
 from charlib.canvas import Strokes, rasterize
 from charlib.codes import code_to_char
 from charlib.env import device_name
-from charlib.paths import runs_dir
-from charlib.train import _forward, load_checkpoint, model_from_checkpoint
+from charlib.paths import run_path, runs_dir
+from charlib.train import _forward, eval_input, load_checkpoint, model_from_checkpoint
 
 BACKENDS = ("torch", "onnx")
 UNSURE_BELOW = 0.5  # top confidence under this is flagged "unsure"
@@ -58,9 +57,7 @@ def resolve_run(run) -> Path:
         if not found:
             raise FileNotFoundError(f"no trained run in {runs_dir()}; run notebook 03 first")
         return found[-1].parent
-    path = Path(run)
-    if not path.exists() and not path.is_absolute() and len(path.parts) == 1:
-        path = runs_dir() / path
+    path = run_path(run)
     if not (path / "best.pt").is_file():
         raise FileNotFoundError(f"{path}: no best.pt there; train first (notebook 03) or fix --run")
     return path
@@ -93,7 +90,7 @@ class Predictor:
         if backend == "onnx":
             onnx = run_dir / "model.onnx"
             if not onnx.is_file() or onnx.stat().st_mtime < (run_dir / "best.pt").stat().st_mtime:
-                export_onnx(run_dir)
+                _export(ckpt, onnx)
         predictor = cls(ckpt, device=device, backend=backend, onnx=onnx)
         predictor.run_dir = run_dir
         return predictor
@@ -144,12 +141,8 @@ class Predictor:
 
     def model_input(self, stack: np.ndarray) -> torch.Tensor:
         """uint8 N×size×size -> the normalised float model input, on this predictor's device."""
-        x = aug.to_unit(torch.from_numpy(np.ascontiguousarray(stack)).to(self.device))
-        return aug.to_model_input(
-            x,
-            size=self.params["img_size"],
-            channels=self.params["channels"],
-            normalization=self.params["normalization"],
+        return eval_input(
+            torch.from_numpy(np.ascontiguousarray(stack)).to(self.device), self.params
         )
 
     @torch.inference_mode()
@@ -202,10 +195,13 @@ def export_onnx(run, path=None, *, opset: int = 18) -> Path:
     """Write the run's best model as ONNX (input 'input': N×C×H×W float, dynamic N)."""
     run_dir = resolve_run(run)
     ckpt = load_checkpoint(run_dir / "best.pt")
+    return _export(ckpt, Path(path) if path else run_dir / "model.onnx", opset=opset)
+
+
+def _export(ckpt: dict, target: Path, *, opset: int = 18) -> Path:
     p = ckpt["params"]
     model = model_from_checkpoint(ckpt, "cpu")
     example = torch.zeros(1, p["channels"], p["img_size"], p["img_size"])
-    target = Path(path) if path else run_dir / "model.onnx"
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
     try:

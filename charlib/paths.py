@@ -27,6 +27,14 @@ def runs_dir() -> Path:
     return Path(os.environ.get("CHARLIB_RUNS_DIR") or project_root() / "runs")
 
 
+def run_path(run) -> Path:
+    """A run folder as given, or runs/<run> for a bare name that is not a folder here."""
+    path = Path(run)
+    if not path.is_dir() and len(path.parts) == 1:
+        path = runs_dir() / path
+    return path
+
+
 def reports_dir() -> Path:
     """Executed notebooks and their HTML exports."""
     return project_root() / "reports"

@@ -3,7 +3,7 @@
 Every input becomes an 8-bit white-on-black image, is cropped to its ink's bounding box and
 centred in a square whose side the ink fills as much as it filled the training images
 (`ink_fill`, measured when the run trained), then resized to the training images' size. From
-there `augment.to_model_input` - the very transform training evaluates with - finishes it.
+there `train.eval_input` - the very transform training evaluates with - finishes it.
 """
 
 from __future__ import annotations

@@ -132,7 +132,8 @@ def fit(
         img_size=img_size,
         stem=stem,
     )
-    params["img_size"] = params["img_size"] or int(train.images.shape[-1])
+    data_size = int(train.images.shape[-1])
+    params["img_size"] = params["img_size"] or data_size
     params.update(
         pretrained=pretrained,
         compile=compile,
@@ -145,7 +146,7 @@ def fit(
         train_images=len(train),
         val_images=len(val),
         data=None if data_source is None else str(data_source),
-        data_size=int(train.images.shape[-1]),
+        data_size=data_size,
         ink_fill=preprocess.ink_fill(train.images),
     )
     run_dir = Path(run_dir)
@@ -278,12 +279,8 @@ class _FastBatches:
         p = self.params
         for i in range(0, len(self) * self.batch, self.batch):
             idx = order[i : i + self.batch]
-            x = aug.to_unit(self.images[idx])
-            x = aug.augment(x, generator=gdev, **p["augmentation"])
-            x = aug.to_model_input(
-                x, size=p["img_size"], channels=p["channels"], normalization=p["normalization"]
-            )
-            yield x, self.labels[idx]
+            x = aug.augment(aug.to_unit(self.images[idx]), generator=gdev, **p["augmentation"])
+            yield model_input(x, p), self.labels[idx]
 
 
 class _SeedDataset(torch.utils.data.Dataset):
@@ -383,6 +380,21 @@ def _train_epoch(model, loader, opt, sched, params, dev, epoch, averaged, progre
     return float(total_loss) / seen, float(correct) / seen
 
 
+def model_input(x: torch.Tensor, params: dict) -> torch.Tensor:
+    """Float N×1×H×W in [0, 1] -> the run's model input (size, channels, normalisation)."""
+    return aug.to_model_input(
+        x,
+        size=params["img_size"],
+        channels=params["channels"],
+        normalization=params["normalization"],
+    )
+
+
+def eval_input(images: torch.Tensor, params: dict) -> torch.Tensor:
+    """uint8 N×H×W (white on black) -> the model input evaluation and prediction use."""
+    return model_input(aug.to_unit(images), params)
+
+
 @torch.no_grad()
 def predict_logits(
     model, images: np.ndarray, params: dict, dev: torch.device, batch_size: int = 1024
@@ -391,13 +403,7 @@ def predict_logits(
     model.eval()
     out = []
     for i in range(0, len(images), batch_size):
-        x = aug.to_unit(torch.from_numpy(images[i : i + batch_size]).to(dev))
-        x = aug.to_model_input(
-            x,
-            size=params["img_size"],
-            channels=params["channels"],
-            normalization=params["normalization"],
-        )
+        x = eval_input(torch.from_numpy(images[i : i + batch_size]).to(dev), params)
         out.append(_forward(model, x, dev).float().cpu())
     return torch.cat(out) if out else torch.zeros(0, len(params["classes"]))
 
