@@ -29,12 +29,12 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from charlib.canvas import Strokes, rasterize
+from charlib import checkpoint
 from charlib.env import device_name, environment
-from charlib.files import save_torch
 from charlib.infer import Predictor
 from charlib.model import resnet18
-from charlib.train import CHECKPOINT_FORMAT, resolve_params
+from charlib.strokes import Strokes, rasterize
+from charlib.train import resolve_params
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = list(range(33, 127)) + [999]  # the built-in data's 95 classes
@@ -74,16 +74,7 @@ def our_checkpoint(stem: str, device: str) -> dict:
     params = resolve_params("fast", device=device, stem=stem)
     params.update(img_size=28, data_size=28, ink_fill=24 / 28, classes=CLASSES)
     model = resnet18(len(CLASSES), stem=stem, in_channels=params["channels"])
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "model": model.state_dict(),
-        "classes": CLASSES,
-        "params": params,
-        "epoch": 0,
-        "best_val_acc": 0.0,
-        "best_epoch": 0,
-        "val_acc": 0.0,
-    }
+    return checkpoint.of_model(model, params)
 
 
 def latency(fn, x, *, warmup: int, repeats: int, cuda: bool) -> dict:
@@ -130,7 +121,7 @@ def main() -> None:
         for stem, label in (("imagenet", "CPU default"), ("small", "GPU default")):
             ckpt = our_checkpoint(stem, device)
             run = Path(tmp) / stem
-            save_torch(run / "best.pt", ckpt)
+            checkpoint.save(run / "best.pt", ckpt)
             ours = Predictor(ckpt, device=device)
             measure(f"torch, {stem} stem ({label}), strokes", ours.predict, DRAWING, device)
             measure(f"torch, {stem} stem ({label}), PIL image", ours.predict, image, device)

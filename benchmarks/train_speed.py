@@ -23,9 +23,12 @@ from pathlib import Path
 
 import torch
 
+from charlib.checkpoint import load as load_checkpoint
+from charlib.checkpoint import model_from_checkpoint
 from charlib.data import load_dataset
 from charlib.env import device_name, environment
-from charlib.train import fit, load_checkpoint, model_from_checkpoint, predict_logits
+from charlib.model import predict_logits
+from charlib.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 THRESHOLDS = (0.80, 0.83, 0.86, 0.88)

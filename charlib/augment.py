@@ -1,4 +1,4 @@
-"""Batched, per-sample random augmentation on tensors: the same code on GPU and CPU.
+"""Batched, per-sample random augmentation on tensors, and the model-input (eval) transform.
 
 Input and output are float batches N×1×H×W in [0, 1], white strokes on black. One grid_sample
 call applies rotation, translation, scale, perspective and elastic distortion together; there
@@ -54,6 +54,21 @@ def to_model_input(
     mean = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
     std = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
     return (x - mean) / std
+
+
+def model_input(x: torch.Tensor, params: dict) -> torch.Tensor:
+    """Float N×1×H×W in [0, 1] -> a run's model input (its size, channels, normalisation)."""
+    return to_model_input(
+        x,
+        size=params["img_size"],
+        channels=params["channels"],
+        normalization=params["normalization"],
+    )
+
+
+def eval_input(images: torch.Tensor, params: dict) -> torch.Tensor:
+    """uint8 N×H×W (white on black) -> the model input evaluation and prediction use."""
+    return model_input(to_unit(images), params)
 
 
 def _uniform(n: int, low: float, high: float, x: torch.Tensor, g) -> torch.Tensor:

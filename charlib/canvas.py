@@ -1,82 +1,15 @@
-"""Drawing: strokes kept as coordinates, a Pillow rasteriser, the stroke recorder and the pad.
+"""The drawing pad: pen events recorded as strokes, an ipycanvas widget with Predict and Clear.
 
-Prediction never reads pixels back from the browser (ipycanvas image data is unavailable in
-headless runs): the strokes are redrawn here, so a scripted drawing and a hand-drawn one take
-exactly the same path.
+The pad keeps what is drawn as `charlib.strokes.Strokes` and hands those to the predictor, which
+redraws them (`strokes.rasterize`): the browser's pixels are never read back.
 """
 
 from __future__ import annotations
 
 import html
 import time
-from dataclasses import dataclass, field
 
-import numpy as np
-from PIL import Image, ImageDraw
-
-CANVAS_SIZE = 280  # px, the pad's default side
-PEN = 0.06  # pen width as a share of the canvas's shorter side (17 px on 280)
-
-
-@dataclass
-class Strokes:
-    """Pen strokes on a width×height canvas; each stroke is a list of (x, y) points in px."""
-
-    strokes: list[list[tuple[float, float]]] = field(default_factory=list)
-    width: int = CANVAS_SIZE
-    height: int = CANVAS_SIZE
-    pen: float = PEN
-
-    def __post_init__(self) -> None:
-        if self.width < 1 or self.height < 1:
-            raise ValueError(f"canvas must be at least 1×1 px, got {self.width}×{self.height}")
-        if not 0 < self.pen <= 1:
-            raise ValueError(f"pen must be a share of the canvas side in (0, 1], got {self.pen}")
-        self.strokes = [[(float(x), float(y)) for x, y in s] for s in self.strokes]
-
-    @property
-    def empty(self) -> bool:
-        """Whether nothing was drawn."""
-        return not any(self.strokes)
-
-    @property
-    def pen_px(self) -> float:
-        """Pen width in canvas pixels."""
-        return max(1.0, self.pen * min(self.width, self.height))
-
-
-def rasterize(drawing: Strokes) -> np.ndarray:
-    """Strokes -> uint8 height×width, white ink on black, round caps and joints."""
-    img = Image.new("L", (drawing.width, drawing.height), 0)
-    draw = ImageDraw.Draw(img)
-    width = drawing.pen_px
-    r = width / 2
-    for stroke in drawing.strokes:
-        if len(stroke) > 1:
-            draw.line(stroke, fill=255, width=max(1, round(width)))
-        for x, y in stroke:  # round caps and joints (Pillow's "curve" joint leaves gaps)
-            draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
-    return np.asarray(img, dtype=np.uint8)
-
-
-def _pts(*xy: float) -> list[tuple[float, float]]:
-    return list(zip(xy[::2], xy[1::2], strict=True))
-
-
-def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 32) -> list[tuple[float, float]]:
-    t = np.linspace(0, 2 * np.pi, n + 1)
-    return [(cx + rx * np.sin(a), cy - ry * np.cos(a)) for a in t]
-
-
-# Hand-placed drawings on the default 280 px canvas: the notebook's static report and the tests
-# feed them through exactly the path a drawing on the pad takes.
-SCRIPTED = {
-    "A": Strokes([_pts(80, 240, 140, 40, 200, 240), _pts(106, 165, 174, 165)]),
-    "7": Strokes([_pts(80, 50, 200, 50, 120, 240)]),
-    "L": Strokes([_pts(95, 40, 95, 240, 195, 240)]),
-    "O": Strokes([_ellipse(140, 140, 70, 100)]),
-    "1": Strokes([_pts(115, 75, 145, 40, 145, 240), _pts(110, 240, 180, 240)]),
-}
+from charlib.strokes import CANVAS_SIZE, PEN, Strokes
 
 
 class StrokeRecorder:
@@ -204,12 +137,18 @@ class DrawingPad:
         pen: float = PEN,
         auto_predict: bool = False,
     ):
-        import ipywidgets as w
-        from ipycanvas import Canvas
-
         self.predictor, self.top_k = predictor, top_k
         self.recorder = StrokeRecorder(width, height, pen)
         self.prediction = None
+        self.widget = self._build(width, height, pen, auto_predict)
+        self._connect()
+        self.redraw()
+
+    def _build(self, width: int, height: int, pen: float, auto_predict: bool):
+        """The canvas and controls, each with its CSS class; returns the pad's outer box."""
+        import ipywidgets as w
+        from ipycanvas import Canvas
+
         self.canvas = Canvas(
             width=width, height=height, layout=w.Layout(width=f"{width}px", height=f"{height}px")
         )
@@ -241,9 +180,12 @@ class DrawingPad:
                 self.results,
             ],
         )
-        self.widget = w.HBox([self.canvas, controls], layout=w.Layout(width="max-content"))
-        self.widget.add_class("charlib-pad")
+        box = w.HBox([self.canvas, controls], layout=w.Layout(width="max-content"))
+        box.add_class("charlib-pad")
+        return box
 
+    def _connect(self) -> None:
+        """Mouse and touch events to the recorder; buttons and the pen slider to their actions."""
         c = self.canvas
         c.on_client_ready(self._client_ready)
         c.on_mouse_down(lambda x, y: self._dot(self.recorder.down(x, y)))
@@ -257,7 +199,6 @@ class DrawingPad:
         self.predict_button.on_click(lambda _: self.predict())
         self.clear_button.on_click(lambda _: self.clear())
         self.pen_slider.observe(self._pen_changed, names="value")
-        self.redraw()
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
@@ -348,43 +289,3 @@ class DrawingPad:
         self.prediction = None
         self.results.value = results_html(None)
         self.redraw()
-
-
-def prediction_figure(drawing, prediction, *, title: str | None = None):
-    """Input (Strokes or white-on-black array), the model's view and the top-k bars: a Figure."""
-    from matplotlib.figure import Figure
-
-    from charlib.codes import display_label
-
-    fig = Figure(figsize=(10, 3.2), layout="constrained")
-    ax_in, ax_seen, ax_bars = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.6]})
-    shown = rasterize(drawing) if isinstance(drawing, Strokes) else np.asarray(drawing)
-    ax_in.imshow(shown, cmap="gray", vmin=0, vmax=255)
-    kind = "drawn" if isinstance(drawing, Strokes) else "input"
-    ax_in.set_title(f"{kind} ({shown.shape[1]}×{shown.shape[0]} px)", fontsize=10)
-    if prediction.image is not None:
-        size = prediction.image.shape[0]
-        ax_seen.imshow(prediction.image, cmap="gray", vmin=0, vmax=255)
-        ax_seen.set_title(f"model input ({size}×{size})", fontsize=10)
-    else:
-        ax_seen.imshow(np.zeros((28, 28), np.uint8), cmap="gray", vmin=0, vmax=255)
-        ax_seen.set_title("model input (none)", fontsize=10)
-    for ax in (ax_in, ax_seen):
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if prediction.blank:
-        ax_bars.text(0.5, 0.5, "nothing drawn", ha="center", va="center", fontsize=14)
-        ax_bars.set_xticks([])
-        ax_bars.set_yticks([])
-    else:
-        labels = [display_label(g["code"]) for g in prediction][::-1]
-        values = [g["confidence"] for g in prediction][::-1]
-        color = "#d9822b" if prediction.unsure else "#2b7bd9"
-        bars = ax_bars.barh(labels, values, color=color)
-        ax_bars.bar_label(bars, labels=[f"{v:.1%}" for v in values], padding=3, fontsize=9)
-        ax_bars.set_xlim(0, 1.15)
-        ax_bars.set_xlabel("confidence")
-        ax_bars.set_title(f"top {len(prediction)} ({prediction.status})", fontsize=10)
-    if title:
-        fig.suptitle(title, fontsize=12)
-    return fig

@@ -1,6 +1,11 @@
-"""Class codes: a class is the ASCII code of its character; 999 means "unknown / no character"."""
+"""Class codes (a class is the ASCII code of its character; 999 means "unknown / no character"),
+and the two facts about a character image every stage shares: its default size and the ink level.
+"""
 
 from __future__ import annotations
+
+IMAGE_SIZE = 28  # px: EMNIST's size, the real handwriting we aim to recognise
+INK_LEVEL = 40  # uint8: a white-on-black pixel brighter than this is ink
 
 UNKNOWN = 999
 UNKNOWN_NAME = "unknown"

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from charlib import paths
-from charlib.codes import display_label, is_code
+from charlib.codes import IMAGE_SIZE, INK_LEVEL, display_label, is_code
 from charlib.files import atomic_write
 from charlib.images import BadImage, decode, fit_square
 from charlib.progress import bar
@@ -294,7 +294,7 @@ def _load_tree(tree: Tree, size: int | None, progress: bool) -> dict:
         arrays.append(row[2])
         inverted += row[3]
     shapes = Counter(max(a.shape) for a in arrays)
-    size = size or (shapes.most_common(1)[0][0] if shapes else 28)
+    size = size or (shapes.most_common(1)[0][0] if shapes else IMAGE_SIZE)
     resized = sum(a.shape != (size, size) for a in arrays)
     images = (
         np.stack([fit_square(a, size) for a in arrays])
@@ -380,9 +380,6 @@ def _save_cache(cache: Path, part: dict, meta: dict) -> None:
             old.unlink(missing_ok=True)
 
 
-INK = 128  # a pixel at or above this (of 255) counts as stroke
-
-
 def class_table(ds: Dataset):
     """Per class: label, images per split, and the training images' mean intensity and ink cover."""
     import pandas as pd
@@ -398,7 +395,7 @@ def class_table(ds: Dataset):
                 "label": display_label(code),
                 **{split: int(part.counts()[k]) for split, part in ds.splits().items()},
                 "mean_intensity": float(mine.mean()) if len(mine) else float("nan"),
-                "ink_coverage": float((mine >= INK).mean()) if len(mine) else float("nan"),
+                "ink_coverage": float((mine > INK_LEVEL).mean()) if len(mine) else float("nan"),
             }
         )
     return pd.DataFrame(rows)

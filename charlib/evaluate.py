@@ -10,8 +10,13 @@ from pathlib import Path
 import numpy as np
 from sklearn import metrics as skm
 
+from charlib import checkpoint, plots
 from charlib.codes import code_to_char, display_label
+from charlib.data import load_dataset
+from charlib.env import device_name
 from charlib.files import write_json
+from charlib.model import predict_logits
+from charlib.paths import resolve_run
 from charlib.sources import SPLITS
 
 FIGURE_DPI = 120
@@ -62,26 +67,10 @@ def predictions(probs, labels, classes, images=None, *, split="", source="", run
     return Predictions(probs, labels, classes, images, split, source, dict(run or {}))
 
 
-def run_folder(run) -> Path:
-    """A run folder from a path or a run name (under runs/); a missing one fails with the fix."""
-    from charlib.paths import run_path
-
-    path = run_path(run)
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"{path}: no such run folder; train it first (notebook 03, `python -m charlib run`) "
-            "or check the run name"
-        )
-    return path
-
-
 def run_info(run_dir) -> dict:
     """What a run's best checkpoint says about itself: name, epoch, accuracy, data, classes."""
-    from charlib.train import load_checkpoint
-
-    folder = run_folder(run_dir)
-    ckpt = load_checkpoint(folder / "best.pt")
-    return _info(folder, ckpt)
+    folder = resolve_run(run_dir)
+    return _info(folder, checkpoint.load(folder / "best.pt"))
 
 
 def _info(folder: Path, ckpt: dict) -> dict:
@@ -132,16 +121,12 @@ def predict_split(
     """
     import torch
 
-    from charlib.data import load_dataset
-    from charlib.env import device_name
-    from charlib.train import load_checkpoint, model_from_checkpoint, predict_logits
-
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     if per_class is not None and (not isinstance(per_class, int) or per_class < 1):
         raise ValueError(f"per_class must be a positive integer or None, got {per_class!r}")
-    folder = run_folder(run_dir)
-    ckpt = load_checkpoint(folder / "best.pt")
+    folder = resolve_run(run_dir)
+    ckpt = checkpoint.load(folder / "best.pt")
     params = ckpt["params"]
     source = data if data is not None else params.get("data")
     if source is None:
@@ -156,7 +141,7 @@ def predict_split(
     if len(part) == 0:
         raise ValueError(f"{source}: the {split} split holds no images to evaluate")
     dev = device_name(device)
-    model = model_from_checkpoint(ckpt, dev)
+    model = checkpoint.model_from_checkpoint(ckpt, dev)
     logits = predict_logits(model, part.images, params, torch.device(dev))
     probs = torch.softmax(logits.float(), dim=1).numpy()
     return predictions(
@@ -338,8 +323,6 @@ def calibration(preds: Predictions, bins: int = 15) -> dict:
 
 def evaluation_figures(preds: Predictions, *, top_pairs: int = 10, misclassified: int = 40) -> dict:
     """Every evaluation figure, by the file name it is saved under (without .png)."""
-    from charlib import plots
-
     return {
         "confusion_matrix": plots.confusion_matrix(confusion(preds), preds.classes),
         "class_accuracy": plots.class_accuracy(class_metrics(preds)),
@@ -393,4 +376,4 @@ def evaluate_run(
     `per_class=N` is the quick mode: N images of each class. Returns the overall metrics.
     """
     preds = predict_split(run_dir, split, data=data, device=device, per_class=per_class)
-    return write_evaluation(run_folder(run_dir), preds, figures=figures)
+    return write_evaluation(resolve_run(run_dir), preds, figures=figures)

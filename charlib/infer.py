@@ -3,7 +3,7 @@
     p = Predictor.from_run("runs/default")            # torch on CUDA when present, else CPU
     p.predict("a.png")  -> [{"char": "A", "code": 65, "confidence": 0.93}, ...]
 
-Preprocessing is `preprocess.canonical` then `train.eval_input`, the transform training
+Preprocessing is `preprocess.canonical` then `augment.eval_input`, the transform training
 evaluates with. backend="onnx" runs the exported graph with onnxruntime on the CPU.
 """
 
@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from charlib import preprocess
-from charlib.canvas import Strokes, rasterize
-from charlib.codes import code_to_char
+from charlib import checkpoint, preprocess
+from charlib.augment import eval_input
+from charlib.codes import IMAGE_SIZE, code_to_char
 from charlib.env import device_name
-from charlib.paths import run_path, runs_dir
-from charlib.train import _forward, eval_input, load_checkpoint, model_from_checkpoint
+from charlib.model import forward, prepare
+from charlib.paths import resolve_run
 
 BACKENDS = ("torch", "onnx")
 UNSURE_BELOW = 0.5  # top confidence under this is flagged "unsure"
@@ -50,19 +50,6 @@ class Prediction(list):
         return f"Prediction({list(self)!r}, status={self.status!r})"
 
 
-def resolve_run(run) -> Path:
-    """A run folder: a path, or a name under runs/; None or "latest": the newest with best.pt."""
-    if run in (None, "latest"):
-        found = sorted(runs_dir().glob("*/best.pt"), key=lambda p: p.stat().st_mtime)
-        if not found:
-            raise FileNotFoundError(f"no trained run in {runs_dir()}; run notebook 03 first")
-        return found[-1].parent
-    path = run_path(run)
-    if not (path / "best.pt").is_file():
-        raise FileNotFoundError(f"{path}: no best.pt there; train first (notebook 03) or fix --run")
-    return path
-
-
 class Predictor:
     """A trained model plus its preprocessing; `predict` takes one input, `predict_many` many."""
 
@@ -71,13 +58,13 @@ class Predictor:
             raise ValueError(f"unknown backend {backend!r}; expected 'torch' or 'onnx'")
         self.params, self.classes = ckpt["params"], tuple(int(c) for c in ckpt["classes"])
         self.backend = backend
-        self.size = int(self.params.get("data_size") or min(self.params["img_size"], 28))
+        self.size = int(self.params.get("data_size") or min(self.params["img_size"], IMAGE_SIZE))
         self.fill = float(self.params.get("ink_fill") or preprocess.DEFAULT_FILL)
         self.device = torch.device("cpu" if backend == "onnx" else device_name(device))
         self.meta = {k: ckpt.get(k) for k in ("epoch", "best_val_acc", "val_acc")}
-        self.model = model_from_checkpoint(ckpt, str(self.device)) if backend == "torch" else None
-        if self.model is not None and self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = None
+        if backend == "torch":
+            self.model = prepare(checkpoint.model_from_checkpoint(ckpt), self.device)
         self.session = _onnx_session(onnx) if backend == "onnx" else None
         self._graph = None
 
@@ -85,7 +72,7 @@ class Predictor:
     def from_run(cls, run=None, *, device: str = "auto", backend: str = "torch") -> Predictor:
         """Load runs/<run>/best.pt (a name, a path, or None for the latest run)."""
         run_dir = resolve_run(run)
-        ckpt = load_checkpoint(run_dir / "best.pt")
+        ckpt = checkpoint.load(run_dir / "best.pt")
         onnx = None
         if backend == "onnx":
             onnx = run_dir / "model.onnx"
@@ -95,12 +82,7 @@ class Predictor:
         predictor.run_dir = run_dir
         return predictor
 
-    @staticmethod
-    def input_image(x) -> np.ndarray:
-        """Any input as uint8 white-on-black at its own size (strokes rasterised)."""
-        if isinstance(x, list):
-            x = Strokes(x)
-        return rasterize(x) if isinstance(x, Strokes) else preprocess.to_white_on_black(x)
+    input_image = staticmethod(preprocess.to_image)  # any input -> uint8 white-on-black
 
     def prepare(self, x) -> np.ndarray | None:
         """Any input -> the uint8 size×size image the model sees; None when nothing is drawn."""
@@ -154,7 +136,7 @@ class Predictor:
         elif self.device.type == "cuda" and len(x) == 1:
             logits = self._replay(x)
         else:
-            logits = _forward(self.model, x, self.device).float()
+            logits = forward(self.model, x, self.device).float()
         return torch.softmax(logits, 1).cpu().numpy()
 
     def _replay(self, x: torch.Tensor) -> torch.Tensor:
@@ -194,13 +176,13 @@ def _onnx_session(path):
 def export_onnx(run, path=None, *, opset: int = 18) -> Path:
     """Write the run's best model as ONNX (input 'input': N×C×H×W float, dynamic N)."""
     run_dir = resolve_run(run)
-    ckpt = load_checkpoint(run_dir / "best.pt")
+    ckpt = checkpoint.load(run_dir / "best.pt")
     return _export(ckpt, Path(path) if path else run_dir / "model.onnx", opset=opset)
 
 
 def _export(ckpt: dict, target: Path, *, opset: int = 18) -> Path:
     p = ckpt["params"]
-    model = model_from_checkpoint(ckpt, "cpu")
+    model = checkpoint.model_from_checkpoint(ckpt, "cpu")
     example = torch.zeros(1, p["channels"], p["img_size"], p["img_size"])
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")

@@ -1,14 +1,20 @@
-"""ResNet-18 factory: the seed's ImageNet stem for 224 px, or a small stem for 24-32 px images."""
+"""ResNet-18 factory (the seed's ImageNet stem for 224 px, or a small stem for 24-32 px images)
+and its forward pass: bf16 autocast and channels-last on CUDA, batched logits for uint8 images.
+"""
 
 from __future__ import annotations
 
 import os
 import warnings
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models import ResNet18_Weights
 from torchvision.models import resnet18 as tv_resnet18
+
+from charlib.augment import eval_input
 
 STEMS = ("imagenet", "small")
 # torchvision's ImageNet weights; CHARLIB_WEIGHTS_URL points at a mirror (its file name must keep
@@ -76,3 +82,44 @@ def _load_pretrained(model: nn.Module, state: dict, *, stem: str, in_channels: i
         raise ValueError(
             f"ImageNet weights do not fit ResNet-18: missing {missing}, extra {unexpected}"
         )
+
+
+def accelerated(dev: torch.device) -> bool:
+    """bf16 autocast and channels-last memory: on CUDA (tensor cores), not on CPU."""
+    return dev.type == "cuda"
+
+
+def prepare(model: nn.Module, dev: torch.device) -> nn.Module:
+    """The model on `dev`, in channels-last memory where `accelerated`."""
+    model = model.to(dev)
+    return model.to(memory_format=torch.channels_last) if accelerated(dev) else model
+
+
+def forward(model: nn.Module, x: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    """model(x), in bf16 autocast with channels-last input where `accelerated`."""
+    fast = accelerated(dev)
+    if fast:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=fast):
+        return model(x)
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, images: np.ndarray, params: dict, dev: torch.device, batch_size: int = 1024
+) -> torch.Tensor:
+    """Logits (float32, on CPU) for uint8 N×H×W images, through the run's eval transform."""
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = eval_input(torch.from_numpy(images[i : i + batch_size]).to(dev), params)
+        out.append(forward(model, x, dev).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, len(params["classes"]))
+
+
+def evaluate_loss(model, data, params: dict, dev: torch.device) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `model` on a CharData split."""
+    logits = predict_logits(model, data.images, params, dev)
+    labels = torch.from_numpy(data.labels)
+    loss = F.cross_entropy(logits, labels).item() if len(labels) else float("nan")
+    return loss, float((logits.argmax(1) == labels).float().mean()) if len(labels) else 0.0

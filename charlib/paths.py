@@ -27,11 +27,35 @@ def runs_dir() -> Path:
     return Path(os.environ.get("CHARLIB_RUNS_DIR") or project_root() / "runs")
 
 
-def run_path(run) -> Path:
-    """A run folder as given, or runs/<run> for a bare name that is not a folder here."""
+LATEST = "latest"  # the run name that means "the newest run with best.pt", like None
+
+
+def resolve_run(run=None, *, trained: bool = True) -> Path:
+    """The folder of a run, the one meaning of RUN_NAME and --run everywhere.
+
+    `run` is a name under runs/ (a bare name that is not a folder here), a folder path, or None
+    / "latest" for the newest run holding best.pt. trained=True (evaluate, predict) requires
+    best.pt there; trained=False (training) returns a named folder that may not exist yet.
+    """
+    if run is None or run == LATEST:
+        found = sorted(runs_dir().glob("*/best.pt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise FileNotFoundError(f"no trained run in {runs_dir()}; run notebook 03 first")
+        return found[-1].parent
+    if not isinstance(run, (str, os.PathLike)) or not str(run).strip():
+        raise ValueError(f"a run is a name under runs/, a folder or None (the latest), got {run!r}")
     path = Path(run)
     if not path.is_dir() and len(path.parts) == 1:
         path = runs_dir() / path
+    if not trained:
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"{path}: no such run folder; train it first (notebook 03, `python -m charlib run`) "
+            "or check the run name"
+        )
+    if not (path / "best.pt").is_file():
+        raise FileNotFoundError(f"{path}: no best.pt there; train first (notebook 03) or fix --run")
     return path
 
 

@@ -14,6 +14,9 @@ from charlib import paths
 from charlib.progress import OFF_VARIABLE
 
 NOTEBOOK_NAME = re.compile(r"^(\d\d)_\w+\.ipynb$")
+# Seconds one cell may run before its notebook is stopped: a hung kernel must not hang a batch
+# run forever, and no cell of the pipeline (6 CPU epochs: minutes) comes near it.
+CELL_TIMEOUT = 6 * 3600
 
 
 class NotebookFailed(RuntimeError):
@@ -58,10 +61,19 @@ def declared_parameters(notebook: Path) -> set[str]:
 
 
 def run_notebook(
-    notebook: Path, out_dir: Path, parameters: dict, *, progress: bool = True
+    notebook: Path,
+    out_dir: Path,
+    parameters: dict,
+    *,
+    progress: bool = True,
+    cell_timeout: float | None = CELL_TIMEOUT,
 ) -> NotebookResult:
-    """Execute one notebook into out_dir and export it to HTML, also when it fails."""
+    """Execute one notebook into out_dir and export it to HTML, also when it fails.
+
+    A cell running longer than `cell_timeout` seconds (None: no limit) stops the notebook.
+    """
     import papermill
+    from nbclient.exceptions import CellTimeoutError
 
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / notebook.name
@@ -82,11 +94,20 @@ def run_notebook(
             kernel_name="python3",
             progress_bar=progress,
             log_output=False,
+            execution_timeout=cell_timeout,
         )
     except papermill.PapermillExecutionError as e:
-        line = next((t.strip() for t in e.source.splitlines() if t.strip()), "")[:60]
         # [N] is the execution count the HTML report shows beside the cell.
-        error = f"{notebook.stem} failed in cell [{e.exec_count}] `{line}`: {e.ename}: {e.evalue}"
+        error = (
+            f"{notebook.stem} failed in cell [{e.exec_count}] `{_first_line(e.source)}`: "
+            f"{e.ename}: {e.evalue}"
+        )
+    except CellTimeoutError:
+        count, source = _stopped_cell(executed)
+        error = (
+            f"{notebook.stem} timed out in cell [{count}] `{_first_line(source)}`: it ran longer "
+            f"than {cell_timeout:g} s (the cell timeout; --cell-timeout to raise it)"
+        )
     finally:
         if saved is None:
             del os.environ[OFF_VARIABLE]
@@ -95,6 +116,22 @@ def run_notebook(
     seconds = time.perf_counter() - start
     html_path = export_html(executed, out_dir / f"{notebook.stem}.html")
     return NotebookResult(notebook.stem, executed, html_path, seconds, not error, error)
+
+
+def _first_line(source: str) -> str:
+    return next((t.strip() for t in source.splitlines() if t.strip()), "")[:60]
+
+
+def _stopped_cell(executed: Path) -> tuple[int | None, str]:
+    """The execution count and source of the last cell that ran in an executed notebook."""
+    import nbformat
+
+    try:
+        cells = nbformat.read(executed, as_version=4).cells
+    except (OSError, ValueError):
+        return None, ""
+    ran = [c for c in cells if c.cell_type == "code" and c.get("execution_count")]
+    return (ran[-1].execution_count, ran[-1].source) if ran else (None, "")
 
 
 def export_html(executed: Path, target: Path) -> Path:
@@ -109,11 +146,11 @@ def export_html(executed: Path, target: Path) -> Path:
     return target
 
 
-def run_summary(run_name: str) -> dict[str, str]:
-    """Headline facts of runs/<run_name> for the index: data, device, accuracy, time."""
-    run_dir = paths.runs_dir() / str(run_name)
+def run_summary(run_name) -> dict[str, str]:
+    """Headline facts of a run (see `paths.resolve_run`) for the index: data, device, accuracy."""
     facts: dict[str, str] = {}
     try:
+        run_dir = paths.resolve_run(run_name, trained=False)
         params = json.loads((run_dir / "params.json").read_text())
         history = json.loads((run_dir / "history.json").read_text())
     except (OSError, ValueError):
@@ -192,6 +229,7 @@ def run_all(
     out_dir: Path | None = None,
     notebooks: Path | None = None,
     progress: bool = True,
+    cell_timeout: float | None = CELL_TIMEOUT,
 ) -> list[NotebookResult]:
     """Run the numbered notebooks in order, stopping at the first that fails (NotebookFailed)."""
     out_dir = out_dir or paths.reports_dir()
@@ -204,7 +242,9 @@ def run_all(
     for notebook in chosen:
         if progress:
             print(f"running {notebook.name}", flush=True)
-        result = run_notebook(notebook, out_dir, parameters, progress=progress)
+        result = run_notebook(
+            notebook, out_dir, parameters, progress=progress, cell_timeout=cell_timeout
+        )
         results.append(result)
         write_index(results, out_dir, parameters)
         if not result.ok:

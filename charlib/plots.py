@@ -6,7 +6,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from charlib.codes import UNKNOWN, code_to_char, display_label
+from charlib.codes import IMAGE_SIZE, UNKNOWN, code_to_char, display_label
+from charlib.strokes import Strokes, rasterize
 
 SPLIT_COLORS = {"train": "#4C72B0", "validation": "#DD8452", "test": "#55A868"}
 
@@ -305,4 +306,38 @@ def reliability_diagram(calibration: dict) -> Figure:
     bottom.set_xlim(0, 1)
     bottom.set_xlabel("confidence (top-class probability)")
     bottom.set_ylabel("images")
+    return fig
+
+
+def prediction_figure(drawing, prediction, *, title: str | None = None) -> Figure:
+    """Input (Strokes or white-on-black array), the model's view and the top-k bars."""
+    fig = Figure(figsize=(10, 3.2), layout="constrained")
+    ax_in, ax_seen, ax_bars = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.6]})
+    shown = rasterize(drawing) if isinstance(drawing, Strokes) else np.asarray(drawing)
+    ax_in.imshow(shown, cmap="gray", vmin=0, vmax=255)
+    kind = "drawn" if isinstance(drawing, Strokes) else "input"
+    ax_in.set_title(f"{kind} ({shown.shape[1]}×{shown.shape[0]} px)", fontsize=10)
+    seen = prediction.image
+    empty = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    ax_seen.imshow(empty if seen is None else seen, cmap="gray", vmin=0, vmax=255)
+    size = "none" if seen is None else f"{seen.shape[0]}×{seen.shape[0]}"
+    ax_seen.set_title(f"model input ({size})", fontsize=10)
+    for ax in (ax_in, ax_seen):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if prediction.blank:
+        ax_bars.text(0.5, 0.5, "nothing drawn", ha="center", va="center", fontsize=14)
+        ax_bars.set_xticks([])
+        ax_bars.set_yticks([])
+    else:
+        labels = [display_label(g["code"]) for g in prediction][::-1]
+        values = [g["confidence"] for g in prediction][::-1]
+        color = "#d9822b" if prediction.unsure else "#2b7bd9"
+        bars = ax_bars.barh(labels, values, color=color)
+        ax_bars.bar_label(bars, labels=[f"{v:.1%}" for v in values], padding=3, fontsize=9)
+        ax_bars.set_xlim(0, 1.15)
+        ax_bars.set_xlabel("confidence")
+        ax_bars.set_title(f"top {len(prediction)} ({prediction.status})", fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=12)
     return fig

@@ -3,7 +3,8 @@
 Every input becomes an 8-bit white-on-black image, is cropped to its ink's bounding box and
 centred in a square whose side the ink fills as much as it filled the training images
 (`ink_fill`, measured when the run trained), then resized to the training images' size. From
-there `train.eval_input` - the very transform training evaluates with - finishes it.
+there `augment.eval_input` - the very transform training evaluates with - finishes it.
+The ink box and the contrast stretch here are also how `synth` frames its glyphs.
 """
 
 from __future__ import annotations
@@ -15,13 +16,21 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from charlib import images
+from charlib.codes import IMAGE_SIZE, INK_LEVEL
+from charlib.strokes import Strokes, rasterize
 
-INK_LEVEL = 40  # uint8 level above which a white-on-black pixel is ink
 # Fewer ink pixels than this share of the frame (and never fewer than MIN_INK_PIXELS) is "blank".
 BLANK_SHARE = 2e-4
 MIN_INK_PIXELS = 4
 # The ink's longer side over the image side, when a run does not record its own (EMNIST's frame).
-DEFAULT_FILL = 24 / 28
+DEFAULT_FILL = 24 / IMAGE_SIZE
+
+
+def to_image(x) -> np.ndarray:
+    """Any input (strokes too) as uint8 white-on-black at its own size; strokes are rasterised."""
+    if isinstance(x, list):
+        x = Strokes(x)
+    return rasterize(x) if isinstance(x, Strokes) else to_white_on_black(x)
 
 
 def to_white_on_black(x) -> np.ndarray:
@@ -45,7 +54,7 @@ def to_white_on_black(x) -> np.ndarray:
         return images.to_white_on_black(_array_to_gray(x))[0]
     raise TypeError(
         f"cannot read a {type(x).__name__} as a drawing; pass a path, bytes, PIL image, "
-        "NumPy array or charlib.canvas.Strokes"
+        "NumPy array or charlib.strokes.Strokes"
     )
 
 
@@ -69,10 +78,16 @@ def _array_to_gray(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def ink_box(img: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(top, bottom, left, right) of the ink, bottom/right exclusive; None when it is blank."""
+def ink_box(img: np.ndarray, *, min_pixels: int | None = None) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) of the ink, bottom/right exclusive; None when it is blank.
+
+    Blank means fewer ink pixels than `min_pixels` (default: the blank share of the frame, and
+    never fewer than MIN_INK_PIXELS).
+    """
     mask = img > INK_LEVEL
-    if mask.sum() < max(MIN_INK_PIXELS, BLANK_SHARE * img.size):
+    if min_pixels is None:
+        min_pixels = max(MIN_INK_PIXELS, BLANK_SHARE * img.size)
+    if mask.sum() < max(min_pixels, 1):
         return None
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
@@ -90,8 +105,13 @@ def canonical(img: np.ndarray, *, size: int, fill: float = DEFAULT_FILL) -> np.n
     square = np.zeros((side, side), np.uint8)
     y, x = (side - h) // 2, (side - w) // 2
     square[y : y + h, x : x + w] = crop
-    out = images.fit_square(square, size).astype(np.float32)
     # Training images reach full white (EMNIST's and the synthetic ones): stretch the same way.
+    return stretch(images.fit_square(square, size))
+
+
+def stretch(img: np.ndarray) -> np.ndarray:
+    """Scale an image so its brightest pixel is full white (255); uint8 out."""
+    out = np.asarray(img, dtype=np.float32)
     return (out * (255.0 / max(out.max(), 1.0))).round().astype(np.uint8)
 
 

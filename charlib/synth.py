@@ -20,15 +20,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from charlib import paths
-from charlib.codes import UNKNOWN
+from charlib import paths, preprocess
+from charlib.codes import IMAGE_SIZE, UNKNOWN
 from charlib.files import atomic_write, write_json
 from charlib.progress import bar
 from charlib.sources import SPLITS
 
 VERSION = 3
 CODES = (*range(33, 127), UNKNOWN)
-SIZE = 28  # px, EMNIST's size: the real handwriting we aim to recognise
+SIZE = IMAGE_SIZE  # px, EMNIST's size: the real handwriting we aim to recognise
 CANVAS = 96  # px, working resolution before the glyph is framed and shrunk
 MONOLINE = 0.7  # share of glyphs redrawn with a round pen along their centre line
 # Images per class and split; 'synth' is the default of `make run`, 'synth-small' for smoke runs.
@@ -136,9 +136,9 @@ def _monoline(img: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 
 def _ink_box(arr: np.ndarray) -> np.ndarray | None:
-    """The crop of `arr` to its ink's bounding box; None when there is no ink."""
-    ys, xs = np.nonzero(arr > 40)
-    return arr[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] if len(ys) else None
+    """`arr` cropped to its ink (a single ink pixel counts); None when there is no ink."""
+    box = preprocess.ink_box(arr, min_pixels=1)
+    return None if box is None else arr[box[0] : box[1], box[2] : box[3]]
 
 
 def _extent(arr: np.ndarray) -> int:
@@ -222,9 +222,8 @@ def _frame(arr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     out = Image.new("L", (SIZE, SIZE), 0)
     dx, dy = rng.integers(-2, 3, size=2)
     out.paste(small, ((SIZE - nw) // 2 + int(dx), (SIZE - nh) // 2 + int(dy)))
-    out = np.asarray(out.filter(ImageFilter.GaussianBlur(rng.uniform(0, 0.6))), np.float32)
     # Thin fonts fade when shrunk; real pen strokes (and EMNIST's) reach full white.
-    return (out * (255.0 / max(out.max(), 1.0))).round().astype(np.uint8)
+    return preprocess.stretch(np.asarray(out.filter(ImageFilter.GaussianBlur(rng.uniform(0, 0.6)))))
 
 
 def _noise(rng: np.random.Generator) -> np.ndarray:

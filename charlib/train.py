@@ -1,15 +1,16 @@
-"""The training loop: two recipes, schedules, early stopping, atomic checkpoints, resume.
+"""Training: two recipes, `fit` (early stopping, atomic checkpoints, resume) and the epoch loop.
 
-recipe="seed" is the seed project's, kept as the baseline of every speed claim: 224 px RGB,
-ImageNet normalisation, PIL augmentation in a 4-worker DataLoader, batch 64, Adam 1e-3,
-ReduceLROnPlateau. recipe="fast" keeps the training set on the device as one uint8 tensor and
-augments whole batches there, with a one-cycle schedule and label smoothing.
+recipe="seed" is the seed project's, the baseline of every speed claim (224 px RGB, PIL
+augmentation in DataLoader workers, Adam, ReduceLROnPlateau); recipe="fast" keeps the training
+set on the device and augments whole batches there (one-cycle, label smoothing). Every
+difference between the two is a value in `RECIPES`.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,13 @@ import torch
 import torch.nn.functional as F
 
 from charlib import augment as aug
-from charlib import preprocess
+from charlib import checkpoint, preprocess
+from charlib.batches import SOURCES
 from charlib.env import device_name, environment
-from charlib.files import save_torch, write_json
-from charlib.model import resnet18
+from charlib.files import write_json
+from charlib.model import evaluate_loss, forward, prepare, resnet18
 from charlib.progress import bar
+from charlib.schedule import Schedule, optimizer
 
 RECIPES = {
     "seed": {
@@ -33,6 +36,10 @@ RECIPES = {
         "lr": 1e-3,
         "epochs": 50,
         "label_smoothing": 0.0,
+        "batches": "workers",  # per-image PIL transforms in DataLoader workers
+        "optimizer": "adam",
+        "weight_decay": 0.0,
+        "schedule": "plateau",  # ReduceLROnPlateau on validation accuracy, once per epoch
     },
     "fast": {
         "img_size": None,
@@ -43,26 +50,15 @@ RECIPES = {
         "lr": 5e-3,  # and 18 s at 512 / 3e-3 (benchmarks/results/train_speed-gpu-*.json)
         "epochs": 15,
         "label_smoothing": 0.1,
+        "batches": "device",  # one uint8 tensor on the device, batched augmentation there
+        "optimizer": "adamw",
+        "weight_decay": 5e-4,
+        "schedule": "one-cycle",  # OneCycleLR, once per batch
     },
 }
 # On a CPU a small-stem ResNet-18 trains at about 60 images/s on 2 cores: the CPU default uses
 # the ImageNet stem at native size (about 10x faster) and fewer epochs, so `make run` fits.
-CPU_FAST = {"stem": "imagenet", "epochs": 6, "batch_size": 256, "lr": 3e-3}
-CHECKPOINT_FORMAT = "charlib-checkpoint-1"
-
-
-def _accelerated(dev: torch.device) -> bool:
-    """bf16 autocast and channels-last memory: on CUDA (tensor cores), not on CPU."""
-    return dev.type == "cuda"
-
-
-def _forward(model, x: torch.Tensor, dev: torch.device) -> torch.Tensor:
-    """model(x), in bf16 autocast with channels-last input where `_accelerated`."""
-    fast = _accelerated(dev)
-    if fast:
-        x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=fast):
-        return model(x)
+CPU_DEFAULTS = {"fast": {"stem": "imagenet", "epochs": 6, "batch_size": 256, "lr": 3e-3}}
 
 
 def seed_everything(seed: int) -> None:
@@ -78,8 +74,8 @@ def resolve_params(recipe: str = "fast", *, device: str = "auto", **overrides) -
         raise ValueError(f"unknown recipe {recipe!r}; expected 'fast' or 'seed'")
     dev = device_name(device)
     params = {"recipe": recipe, "device": dev, **RECIPES[recipe]}
-    if recipe == "fast" and dev == "cpu":
-        params.update(CPU_FAST)
+    if dev == "cpu":
+        params.update(CPU_DEFAULTS.get(recipe, {}))
     params.update({k: v for k, v in overrides.items() if v is not None})
     for key in ("epochs", "batch_size"):
         if not isinstance(params[key], int) or params[key] < 1:
@@ -121,115 +117,168 @@ def fit(
     after its last finished epoch. `callback(record, history)` runs after each epoch.
     `data_source` (a folder, zip or preset name) is recorded so evaluation can find the data.
     """
-    if tuple(train.classes) != tuple(val.classes):
-        raise ValueError("train and validation have different class lists; load them together")
-    params = resolve_params(
-        recipe,
-        device=device,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        img_size=img_size,
-        stem=stem,
-    )
-    data_size = int(train.images.shape[-1])
-    params["img_size"] = params["img_size"] or data_size
-    params.update(
-        pretrained=pretrained,
-        compile=compile,
-        ema=ema,
-        seed=seed,
-        patience=patience,
-        checkpoint_every=checkpoint_every,
-        classes=[int(c) for c in train.classes],
-        augmentation={**aug.DEFAULTS, **(augmentation or {})},
-        train_images=len(train),
-        val_images=len(val),
-        data=None if data_source is None else str(data_source),
-        data_size=data_size,
-        ink_fill=preprocess.ink_fill(train.images),
-    )
+    knobs = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "img_size": img_size}
+    params = resolve_params(recipe, device=device, stem=stem, **knobs)
+    params |= _run_facts(train, val, params, data_source)
+    params |= {"pretrained": pretrained, "compile": compile, "ema": ema, "seed": seed}
+    params |= {"patience": patience, "checkpoint_every": checkpoint_every}
+    params["augmentation"] = {**aug.DEFAULTS, **(augmentation or {})}
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    dev = torch.device(params["device"])
-    seed_everything(seed)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest
-    model = resnet18(
-        len(train.classes),
-        stem=params["stem"],
-        in_channels=params["channels"],
-        pretrained=pretrained,
-    ).to(dev)
-    if _accelerated(dev):
-        model = model.to(memory_format=torch.channels_last)
-    loader = (
-        _FastBatches(train, params, dev)
-        if recipe == "fast"
-        else _SeedBatches(train, params, num_workers, dev)
-    )
-    opt, sched = _optimizer(model, params, steps_per_epoch=len(loader))
-    averaged = (
-        torch.optim.swa_utils.AveragedModel(
-            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.999), use_buffers=True
-        )
-        if ema
-        else None
-    )
-    state = {"epoch": 0, "history": [], "best_val_acc": -1.0, "best_epoch": 0}
-    last = run_dir / "last.pt"
-    if resume and last.is_file():
-        state = _restore(last, params, model, opt, sched, averaged)
-    else:  # a fresh run: no checkpoint of an earlier run may pass for one of this run
-        for old in [*run_dir.glob("*.pt"), run_dir / "history.json"]:
-            old.unlink(missing_ok=True)
+    t = _setup(train, params, num_workers)
+    best = _start(t, run_dir, resume)
     write_json(run_dir / "params.json", {**params, "environment": environment()})
-    step = torch.compile(model) if compile else model
-    history = state["history"]
-    epochs_bar = bar(
-        range(state["epoch"] + 1, params["epochs"] + 1),
-        enabled=progress,
-        desc="epochs",
-        initial=state["epoch"],
-        total=params["epochs"],
-    )
+    history = _loop(t, val, run_dir, best, progress=progress, callback=callback)
+    return summarize(history, params, run_dir)
+
+
+def _loop(t: _Training, val, run_dir: Path, best: dict, *, progress: bool, callback) -> list:
+    """The epochs after the last finished one, until the last or early stopping; the history."""
+    history, done = best.pop("history"), best.pop("epoch")
+    epochs = t.params["epochs"]
+    todo = range(done + 1, epochs + 1)
+    epochs_bar = bar(todo, enabled=progress, desc="epochs", initial=done, total=epochs)
     for epoch in epochs_bar:
-        start = time.perf_counter()
-        train_loss, train_acc = _train_epoch(
-            step, loader, opt, sched, params, dev, epoch, averaged, progress
-        )
-        seconds = time.perf_counter() - start
-        judge = averaged.module if averaged is not None else model
-        val_loss, val_acc = evaluate_loss(judge, val, params, dev)
-        if recipe == "seed":
-            sched.step(val_acc)
-        record = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "train_acc": train_acc,
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "lr": opt.param_groups[0]["lr"],
-            "seconds": round(seconds, 3),
-            "images_per_s": round(loader.images_per_epoch / seconds, 1),
-        }
+        record = _epoch(t, val, epoch, progress)
         history.append(record)
-        improved = val_acc > state["best_val_acc"]
-        if improved:
-            state.update(best_val_acc=val_acc, best_epoch=epoch)
-        ckpt = _checkpoint(judge, model, opt, sched, averaged, params, history, state, epoch)
-        save_torch(last, ckpt)
-        if improved:
-            save_torch(run_dir / "best.pt", _weights_only(ckpt))
-        if checkpoint_every and epoch % checkpoint_every == 0:
-            save_torch(run_dir / f"epoch_{epoch:03d}.pt", _weights_only(ckpt))
-        write_json(run_dir / "history.json", history)
-        epochs_bar.set_postfix(val_acc=f"{val_acc:.3f}", best=f"{state['best_val_acc']:.3f}")
+        _save(t, run_dir, history, best)
+        epochs_bar.set_postfix(
+            val_acc=f"{record['val_acc']:.3f}", best=f"{best['best_val_acc']:.3f}"
+        )
         if callback is not None:
             callback(record, history)
-        if epoch - state["best_epoch"] >= patience:
+        if epoch - best["best_epoch"] >= t.params["patience"]:
             break
-    return summarize(history, params, run_dir)
+    return history
+
+
+def _run_facts(train, val, params: dict, data_source) -> dict:
+    """What the data tells about a run: classes, sizes, source, and how much the ink fills."""
+    if tuple(train.classes) != tuple(val.classes):
+        raise ValueError("train and validation have different class lists; load them together")
+    data_size = int(train.images.shape[-1])
+    return {
+        "img_size": params["img_size"] or data_size,
+        "classes": [int(c) for c in train.classes],
+        "train_images": len(train),
+        "val_images": len(val),
+        "data": None if data_source is None else str(data_source),
+        "data_size": data_size,
+        "ink_fill": preprocess.ink_fill(train.images),
+    }
+
+
+@dataclass
+class _Training:
+    """What the epoch loop works on: the model (and its compiled step), batches, optimiser."""
+
+    params: dict
+    dev: torch.device
+    model: torch.nn.Module
+    step: torch.nn.Module
+    batches: object
+    opt: torch.optim.Optimizer
+    schedule: Schedule
+    averaged: torch.optim.swa_utils.AveragedModel | None
+
+    @property
+    def judge(self) -> torch.nn.Module:
+        """The model validation selects with: the weight average when there is one."""
+        return self.averaged.module if self.averaged is not None else self.model
+
+
+def _setup(train, params: dict, num_workers: int) -> _Training:
+    """Seed, build the model on the device, the batch source, optimiser, schedule and EMA."""
+    dev = torch.device(params["device"])
+    seed_everything(params["seed"])
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest
+    net = resnet18(
+        len(params["classes"]),
+        stem=params["stem"],
+        in_channels=params["channels"],
+        pretrained=params["pretrained"],
+    )
+    model = prepare(net, dev)
+    batches = SOURCES[params["batches"]](train, params, dev, num_workers)
+    opt = optimizer(model, params)
+    schedule = Schedule(opt, params, steps_per_epoch=len(batches))
+    averaged = None
+    if params["ema"]:
+        averaged = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.999), use_buffers=True
+        )
+    step = torch.compile(model) if params["compile"] else model
+    return _Training(params, dev, model, step, batches, opt, schedule, averaged)
+
+
+def _start(t: _Training, run_dir: Path, resume: bool) -> dict:
+    """Continue from last.pt (resume) or start fresh; returns epoch, history and the best so far."""
+    last = run_dir / "last.pt"
+    if resume and last.is_file():
+        return checkpoint.restore(last, t)
+    # A fresh run: no checkpoint of an earlier run may pass for one of this run.
+    for old in [*run_dir.glob("*.pt"), run_dir / "history.json"]:
+        old.unlink(missing_ok=True)
+    return {"epoch": 0, "history": [], "best_val_acc": -1.0, "best_epoch": 0}
+
+
+def _epoch(t: _Training, val, epoch: int, progress: bool) -> dict:
+    """Train one epoch, validate, step the schedule; returns the epoch's history record."""
+    start = time.perf_counter()
+    train_loss, train_acc = _train_epoch(t, epoch, progress)
+    seconds = time.perf_counter() - start
+    val_loss, val_acc = evaluate_loss(t.judge, val, t.params, t.dev)
+    t.schedule.epoch_done(val_acc)
+    return {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "train_acc": train_acc,
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+        "lr": t.opt.param_groups[0]["lr"],
+        "seconds": round(seconds, 3),
+        "images_per_s": round(t.batches.images_per_epoch / seconds, 1),
+    }
+
+
+def _train_epoch(t: _Training, epoch: int, progress: bool) -> tuple[float, float]:
+    t.step.train()
+    total_loss = torch.zeros((), device=t.dev)
+    correct = torch.zeros((), device=t.dev, dtype=torch.long)
+    seen = 0
+    batches = bar(
+        t.batches.epoch(epoch),
+        enabled=progress,
+        total=len(t.batches),
+        leave=False,
+        desc=f"epoch {epoch}",
+    )
+    for x, y in batches:
+        logits = forward(t.step, x, t.dev)
+        # float32 loss, as autocast itself would compute cross-entropy
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=t.params["label_smoothing"])
+        t.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t.opt.step()
+        t.schedule.batch_done()
+        if t.averaged is not None:
+            t.averaged.update_parameters(t.model)
+        total_loss += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+    return float(total_loss) / seen, float(correct) / seen
+
+
+def _save(t: _Training, run_dir: Path, history: list[dict], best: dict) -> None:
+    """last.pt every epoch, best.pt when validation improved, epoch_NNN.pt every few; history."""
+    record = history[-1]
+    improved = record["val_acc"] > best["best_val_acc"]
+    if improved:
+        best.update(best_val_acc=record["val_acc"], best_epoch=record["epoch"])
+    ckpt = checkpoint.training_state(t, history, best)
+    checkpoint.write_epoch(run_dir, ckpt, improved=improved, every=t.params["checkpoint_every"])
+    write_json(run_dir / "history.json", history)
 
 
 def summarize(history: list[dict], params: dict, run_dir: Path) -> dict:
@@ -248,265 +297,4 @@ def summarize(history: list[dict], params: dict, run_dir: Path) -> dict:
         "final_val_acc": history[-1]["val_acc"],
         "train_seconds": round(seconds, 2),
         "images_per_s": round(sum(r["images_per_s"] * r["seconds"] for r in history) / seconds, 1),
-    }
-
-
-class _FastBatches:
-    """The training set as one uint8 tensor on the device; batches indexed and augmented there."""
-
-    def __init__(self, data, params: dict, dev: torch.device):
-        self.images = torch.from_numpy(data.images).to(dev)
-        self.labels = torch.from_numpy(data.labels).to(dev)
-        self.params, self.dev = params, dev
-        self.batch = params["batch_size"]
-
-    def __len__(self) -> int:
-        # A last partial batch is dropped (its images come in other epochs' batches): one batch
-        # shape means cuDNN autotunes once and batch-norm never sees a handful of images.
-        full = len(self.labels) // self.batch
-        return full if full >= 2 else -(-len(self.labels) // self.batch)
-
-    @property
-    def images_per_epoch(self) -> int:
-        return min(len(self) * self.batch, len(self.labels))
-
-    def epoch(self, epoch: int):
-        # Seeded per epoch, so a resumed run sees the batches an uninterrupted one would.
-        seed = self.params["seed"] * 100_003 + epoch
-        order = torch.randperm(len(self.labels), generator=torch.Generator().manual_seed(seed))
-        order = order.to(self.dev)
-        gdev = torch.Generator(device=self.dev).manual_seed(seed)
-        p = self.params
-        for i in range(0, len(self) * self.batch, self.batch):
-            idx = order[i : i + self.batch]
-            x = aug.augment(aug.to_unit(self.images[idx]), generator=gdev, **p["augmentation"])
-            yield model_input(x, p), self.labels[idx]
-
-
-class _SeedDataset(torch.utils.data.Dataset):
-    """The seed's per-image PIL pipeline: RGB, resize to 224, torchvision transforms."""
-
-    def __init__(self, data, params: dict):
-        from torchvision import transforms as T
-
-        mean, std = aug.NORMALIZATION[params["normalization"]]
-        self.data = data
-        self.transform = T.Compose(
-            [
-                T.Resize((params["img_size"], params["img_size"])),
-                T.RandomRotation(15),
-                T.RandomAffine(degrees=0, translate=(0.1, 0.1), scale=(0.9, 1.1)),
-                T.ColorJitter(brightness=0.3, contrast=0.3),
-                T.RandomPerspective(distortion_scale=0.2, p=0.5),
-                T.ToTensor(),
-                T.Normalize(mean, std),
-            ]
-        )
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i):
-        from PIL import Image
-
-        img = Image.fromarray(self.data.images[i]).convert("RGB")
-        return self.transform(img), int(self.data.labels[i])
-
-
-class _SeedBatches:
-    """The seed's DataLoader: shuffled batches of `_SeedDataset`, moved to the device."""
-
-    def __init__(self, data, params: dict, num_workers: int, dev: torch.device):
-        self.dev = dev
-        self.loader = torch.utils.data.DataLoader(
-            _SeedDataset(data, params),
-            batch_size=params["batch_size"],
-            shuffle=True,
-            num_workers=num_workers,
-            pin_memory=dev.type == "cuda",
-            generator=torch.Generator().manual_seed(params["seed"]),
-            persistent_workers=num_workers > 0,
-        )
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    @property
-    def images_per_epoch(self) -> int:
-        return len(self.loader.dataset)
-
-    def epoch(self, epoch: int):
-        for x, y in self.loader:
-            yield x.to(self.dev, non_blocking=True), y.to(self.dev)
-
-
-def _optimizer(model, params: dict, *, steps_per_epoch: int):
-    if params["recipe"] == "seed":
-        opt = torch.optim.Adam(model.parameters(), lr=params["lr"])
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=5)
-        return opt, sched
-    opt = torch.optim.AdamW(model.parameters(), lr=params["lr"], weight_decay=5e-4)
-    total = params["epochs"] * steps_per_epoch
-    if total < 10:  # too few steps to warm up and anneal (OneCycleLR divides by zero at 5)
-        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=params["lr"], total_steps=total, pct_start=0.2
-    )
-    return opt, sched
-
-
-def _train_epoch(model, loader, opt, sched, params, dev, epoch, averaged, progress):
-    model.train()
-    total_loss = torch.zeros((), device=dev)
-    correct = torch.zeros((), device=dev, dtype=torch.long)
-    seen = 0
-    batches = bar(
-        loader.epoch(epoch), enabled=progress, total=len(loader), leave=False, desc=f"epoch {epoch}"
-    )
-    for x, y in batches:
-        logits = _forward(model, x, dev)
-        # float32 loss, as autocast itself would compute cross-entropy
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=params["label_smoothing"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if params["recipe"] == "fast":
-            sched.step()
-        if averaged is not None:
-            averaged.update_parameters(getattr(model, "_orig_mod", model))
-        total_loss += loss.detach() * len(y)
-        correct += (logits.argmax(1) == y).sum()
-        seen += len(y)
-    return float(total_loss) / seen, float(correct) / seen
-
-
-def model_input(x: torch.Tensor, params: dict) -> torch.Tensor:
-    """Float N×1×H×W in [0, 1] -> the run's model input (size, channels, normalisation)."""
-    return aug.to_model_input(
-        x,
-        size=params["img_size"],
-        channels=params["channels"],
-        normalization=params["normalization"],
-    )
-
-
-def eval_input(images: torch.Tensor, params: dict) -> torch.Tensor:
-    """uint8 N×H×W (white on black) -> the model input evaluation and prediction use."""
-    return model_input(aug.to_unit(images), params)
-
-
-@torch.no_grad()
-def predict_logits(
-    model, images: np.ndarray, params: dict, dev: torch.device, batch_size: int = 1024
-) -> torch.Tensor:
-    """Logits (float32, on CPU) for uint8 N×H×W images, through the recipe's eval transform."""
-    model.eval()
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = eval_input(torch.from_numpy(images[i : i + batch_size]).to(dev), params)
-        out.append(_forward(model, x, dev).float().cpu())
-    return torch.cat(out) if out else torch.zeros(0, len(params["classes"]))
-
-
-def evaluate_loss(model, data, params: dict, dev: torch.device) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of `model` on a CharData split."""
-    logits = predict_logits(model, data.images, params, dev)
-    labels = torch.from_numpy(data.labels)
-    loss = F.cross_entropy(logits, labels).item() if len(labels) else float("nan")
-    return loss, float((logits.argmax(1) == labels).float().mean()) if len(labels) else 0.0
-
-
-def _checkpoint(judge, model, opt, sched, averaged, params, history, state, epoch) -> dict:
-    """A plain dict of tensors and plain values: loadable with torch.load(weights_only=True)."""
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "model": _state(judge),
-        "train_model": _state(model),
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
-        "ema": averaged.state_dict() if averaged is not None else None,
-        "epoch": epoch,
-        "classes": params["classes"],
-        "params": params,
-        "history": list(history),
-        "best_val_acc": state["best_val_acc"],
-        "best_epoch": state["best_epoch"],
-    }
-
-
-def _weights_only(ckpt: dict) -> dict:
-    """What inference needs: the model weights, classes, params and metrics (no optimizer)."""
-    keep = ("format", "model", "epoch", "classes", "params", "best_val_acc", "best_epoch")
-    return {k: ckpt[k] for k in keep} | {"val_acc": ckpt["history"][-1]["val_acc"]}
-
-
-def _state(model) -> dict:
-    return getattr(model, "_orig_mod", model).state_dict()
-
-
-def model_from_checkpoint(ckpt: dict, device: str = "cpu"):
-    """The ResNet-18 a checkpoint describes, with its weights, in eval mode on `device`."""
-    p = ckpt["params"]
-    net = resnet18(len(ckpt["classes"]), stem=p["stem"], in_channels=p["channels"])
-    try:
-        net.load_state_dict(ckpt["model"])
-    except (RuntimeError, KeyError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(
-            f"checkpoint weights do not fit its own description ({len(ckpt['classes'])} classes, "
-            f"{p['stem']} stem, {p['channels']} channel(s)): {first}; retrain or use another run"
-        ) from None
-    return net.to(device).eval()
-
-
-def load_checkpoint(path) -> dict:
-    """A checkpoint written by `fit`, loaded safely (weights_only: no code can run)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint; train first or check RUN_NAME")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling refused, truncated file, not a torch file
-        raise ValueError(
-            f"{path}: not a safe charlib checkpoint ({type(e).__name__}: {e})"
-        ) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a charlib checkpoint (format {CHECKPOINT_FORMAT} expected)")
-    return ckpt
-
-
-# Knobs a resumed run must share with the run it continues.
-_RESUME_KEYS = (
-    "recipe",
-    "stem",
-    "channels",
-    "img_size",
-    "classes",
-    "normalization",
-    "ema",
-    "epochs",
-    "batch_size",
-    "lr",
-)
-
-
-def _restore(last: Path, params, model, opt, sched, averaged) -> dict:
-    ckpt = load_checkpoint(last)
-    old = ckpt["params"]
-    diff = [k for k in _RESUME_KEYS if old.get(k) != params.get(k)]
-    if diff:
-        raise ValueError(
-            f"{last.parent}: holds a run with other {', '.join(diff)}; choose another run "
-            "name, or pass resume=False to start over"
-        )
-    model.load_state_dict(ckpt["train_model"])
-    opt.load_state_dict(ckpt["optimizer"])
-    sched.load_state_dict(ckpt["scheduler"])
-    if averaged is not None:
-        averaged.load_state_dict(ckpt["ema"])
-    return {
-        "epoch": ckpt["epoch"],
-        "history": ckpt["history"],
-        "best_val_acc": ckpt["best_val_acc"],
-        "best_epoch": ckpt["best_epoch"],
     }

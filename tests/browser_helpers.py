@@ -1,4 +1,4 @@
-"""Shared by the canvas and browser tests: a tiny trained run, free ports, server processes."""
+"""For the browser tests: Chromium's path, free ports, server processes stopped whatever happens."""
 
 from __future__ import annotations
 
@@ -13,14 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 CHROMIUM = Path("/usr/bin/chromium")
-
-
-def tiny_run(runs: Path, name: str = "tiny") -> Path:
-    """A 1-epoch run on a few synthetic images per class under `runs` (reused when present)."""
-    from conftest import train_tiny
-
-    train_tiny(runs / name)
-    return runs / name
 
 
 def free_port() -> int:

@@ -109,8 +109,11 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     }
 
 
-def train_tiny(run_dir: Path, *, full_validation: bool = False) -> dict | None:
-    """A 1-epoch CPU run on 4 images per class of synth-small (a few seconds); reused if there."""
+def train_tiny(run_dir: Path) -> dict | None:
+    """A 1-epoch CPU run on 4 images per class of synth-small (a few seconds); reused if there.
+
+    It selects on the whole validation split, so evaluation can be checked against training.
+    """
     from charlib import train
     from charlib.data import load_dataset
 
@@ -120,7 +123,7 @@ def train_tiny(run_dir: Path, *, full_validation: bool = False) -> dict | None:
     ds = load_dataset("synth-small", progress=False)
     return train.fit(
         ds.train.subset(4, 0),
-        ds.validation if full_validation else ds.validation.subset(2, 0),
+        ds.validation,
         run_dir=run_dir,
         recipe="fast",
         device="cpu",
@@ -134,10 +137,39 @@ def train_tiny(run_dir: Path, *, full_validation: bool = False) -> dict | None:
 
 @pytest.fixture(scope="session")
 def tiny_run(isolated_dirs) -> Path:
-    """runs/tiny, trained once per session by `train_tiny`."""
+    """runs/tiny, trained once per session by `train_tiny`: every test that needs a trained run
+    shares it (tests may add files to it, e.g. metrics.json or model.onnx, never remove any)."""
     run_dir = isolated_dirs / "runs" / "tiny"
     train_tiny(run_dir)
     return run_dir
+
+
+# The notebooks run once per session, all five on one smoke run, like `charlib run --smoke`.
+SMOKE_PARAMS = {
+    "DATA": "synth-small",
+    "SMOKE": True,
+    "RUN_NAME": "smoke-run",
+    "SEED": 1,
+    "SAMPLES_PER_CLASS": 3,
+    "INTERACTIVE": False,
+    "IGNORED": 1,  # a parameter no notebook declares: ignored, listed in the index
+}
+CELL_TIMEOUT = 300  # s per cell in tests: a hung kernel fails the test instead of hanging CI
+
+
+@pytest.fixture(scope="session")
+def smoke_reports(isolated_dirs):
+    """{notebook name: NotebookResult} of the five notebooks run once in smoke mode."""
+    from charlib import pipeline
+
+    out = isolated_dirs / "reports"
+    try:
+        results = pipeline.run_all(
+            SMOKE_PARAMS, out_dir=out, progress=False, cell_timeout=CELL_TIMEOUT
+        )
+    except pipeline.NotebookFailed as e:
+        pytest.fail(f"the smoke pipeline failed: {e}")
+    return {r.name: r for r in results}
 
 
 class _Evil:
@@ -154,9 +186,9 @@ def write_evil_checkpoint(path: Path, marker: Path) -> Path:
     """A file that looks like a charlib checkpoint but runs a command when unpickled."""
     import pickle
 
-    from charlib.train import CHECKPOINT_FORMAT
+    from charlib import checkpoint
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
-        pickle.dump({"format": CHECKPOINT_FORMAT, "model": _Evil(marker)}, f)
+        pickle.dump({"format": checkpoint.FORMAT, "model": _Evil(marker)}, f)
     return path

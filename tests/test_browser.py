@@ -1,7 +1,9 @@
 """The drawing pad end to end in headless Chromium (JupyterLab, Voila): draw, Predict, Clear.
 
 Set CHARLIB_BROWSER_RUN to a trained run folder (e.g. runs/default) to drive the pad with that
-model instead of a freshly trained 1-epoch one; the screenshots then show real guesses.
+model instead of the session's 1-epoch one; the screenshots then show real guesses. Screenshots
+go to a temporary folder; CHARLIB_REFRESH_SCREENSHOT=1 also copies the Voila pad's to
+docs/drawing_pad.png, the README's picture.
 """
 
 from __future__ import annotations
@@ -15,14 +17,13 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_helpers import CHROMIUM, free_port, server, tiny_run
+from browser_helpers import CHROMIUM, free_port, server
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "05_interactive_demo.ipynb"
-SHOTS = ROOT / "reports" / "screenshots"
-SEEN = SHOTS / "browser_predictions.json"
+README_SHOT = ROOT / "docs" / "drawing_pad.png"
 TIMEOUT_MS = 60_000
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -30,21 +31,24 @@ if not CHROMIUM.is_file():
     pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)", allow_module_level=True)
 
 # The same strokes the notebook and unit tests use, scaled onto the canvas on screen.
-from charlib.canvas import SCRIPTED  # noqa: E402
+from charlib.strokes import SCRIPTED  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def shots(tmp_path_factory) -> Path:
+    """Where the screenshots and the guesses seen go: a temporary folder, never the checkout."""
+    return tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_run):
     """A runs folder holding one trained run, and a folder with a copy of notebook 05."""
     base = tmp_path_factory.mktemp("browser")
     runs, root = base / "runs", base / "root"
     runs.mkdir()
     root.mkdir()
-    chosen = os.environ.get("CHARLIB_BROWSER_RUN")
-    if chosen:
-        (runs / Path(chosen).name).symlink_to(Path(chosen).resolve())
-    else:
-        tiny_run(runs, "browser-tiny")
+    chosen = Path(os.environ.get("CHARLIB_BROWSER_RUN") or tiny_run)
+    (runs / chosen.name).symlink_to(chosen.resolve())
     shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
     env = {"CHARLIB_RUNS_DIR": str(runs), "JUPYTER_RUNTIME_DIR": str(base / "runtime")}
     return base, root, env
@@ -112,7 +116,7 @@ def _ink(canvas) -> int:
     )
 
 
-def exercise_pad(page, where: str, tmp: Path) -> dict:
+def exercise_pad(page, where: str, tmp: Path, shots: Path) -> dict:
     """Draw an 'A' and a '7', predict each, clear; screenshots; returns the guesses seen."""
     expect = sync_api.expect
     pad = page.locator(".charlib-pad")
@@ -154,8 +158,7 @@ def exercise_pad(page, where: str, tmp: Path) -> dict:
         top = guesses[0]
         print(f"{where}: drew '{char}', top guess {top['char']!r} ({top['code']}) {top['shown']}")
         if char == "A":
-            SHOTS.mkdir(parents=True, exist_ok=True)
-            pad.screenshot(path=SHOTS / f"drawing_pad_{where}.png")
+            pad.screenshot(path=shots / f"drawing_pad_{where}.png")
             page.screenshot(path=tmp / f"drawing_pad_{where}_page.png", full_page=True)
         pad.locator(".charlib-clear button, button.charlib-clear").first.click()
         expect(rows).to_have_count(0, timeout=10_000)
@@ -165,19 +168,18 @@ def exercise_pad(page, where: str, tmp: Path) -> dict:
     pad.locator(".charlib-predict button, button.charlib-predict").first.click()
     expect(pad.locator(".charlib-results")).to_contain_text("nothing drawn", timeout=10_000)
     pad.screenshot(path=tmp / f"drawing_pad_{where}_cleared.png")
-    record(where, seen)
+    record(shots / "browser_predictions.json", where, seen)
     return seen
 
 
-def record(where: str, seen: dict) -> None:
-    """Keep the guesses each browser test saw, for the closing note."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    data = json.loads(SEEN.read_text()) if SEEN.is_file() else {}
+def record(path: Path, where: str, seen: dict) -> None:
+    """Keep the guesses each browser test saw (printed with -s, and in the screenshots folder)."""
+    data = json.loads(path.read_text()) if path.is_file() else {}
     data[where] = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "guesses": seen}
-    SEEN.write_text(json.dumps(data, indent=2) + "\n")
+    path.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def test_pad_in_jupyterlab(served, browser, tmp_path):
+def test_pad_in_jupyterlab(served, browser, shots, tmp_path):
     base, root, env = served
     port, token = free_port(), secrets.token_hex(16)
     cmd = [
@@ -211,7 +213,7 @@ def test_pad_in_jupyterlab(served, browser, tmp_path):
                 "() => [...document.querySelectorAll('.jp-InputPrompt')]"
                 ".every(p => !p.textContent.includes('*'))"
             )
-            exercise_pad(page, "lab", tmp_path)
+            exercise_pad(page, "lab", tmp_path, shots)
             errors = page.locator(
                 ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
             )
@@ -220,7 +222,7 @@ def test_pad_in_jupyterlab(served, browser, tmp_path):
             page.close()
 
 
-def test_pad_in_voila(served, browser, tmp_path):
+def test_pad_in_voila(served, browser, shots, tmp_path):
     base, root, env = served
     port = free_port()
     cmd = [
@@ -233,6 +235,8 @@ def test_pad_in_voila(served, browser, tmp_path):
         page.set_default_timeout(TIMEOUT_MS)
         try:
             page.goto(url, timeout=TIMEOUT_MS)
-            exercise_pad(page, "voila", tmp_path)
+            exercise_pad(page, "voila", tmp_path, shots)
         finally:
             page.close()
+    if os.environ.get("CHARLIB_REFRESH_SCREENSHOT") == "1":  # on request only: a tracked file
+        shutil.copy(shots / "drawing_pad_voila.png", README_SHOT)

@@ -2,29 +2,20 @@
 
 import html
 
-import nbformat
 import numpy as np
 import pytest
-from browser_helpers import tiny_run
 from matplotlib.figure import Figure
+from notebook_outputs import errors, figures, outputs, text_of
 
-from charlib import pipeline
-from charlib.canvas import (
-    SCRIPTED,
-    DrawingPad,
-    StrokeRecorder,
-    Strokes,
-    prediction_figure,
-    rasterize,
-    results_html,
-)
+from charlib.canvas import DrawingPad, StrokeRecorder, results_html
 from charlib.infer import BLANK, Prediction, Predictor
-from charlib.paths import runs_dir
+from charlib.plots import prediction_figure
+from charlib.strokes import SCRIPTED, Strokes, rasterize
 
 
 @pytest.fixture(scope="module")
-def predictor():
-    return Predictor.from_run(tiny_run(runs_dir(), "canvas-tiny"), device="cpu")
+def predictor(tiny_run):
+    return Predictor.from_run(tiny_run, device="cpu")
 
 
 def test_recorder_mouse_strokes():
@@ -166,18 +157,16 @@ def test_pad_without_a_browser(predictor):
 
 
 @pytest.mark.notebook
-def test_notebook_05_headless(tmp_path):
-    params = {"DATA": "synth-small", "SMOKE": True, "RUN_NAME": "demo-smoke", "INTERACTIVE": False}
-    results = pipeline.run_all(params, only=["03", "05"], out_dir=tmp_path, progress=False)
-    assert all(r.ok for r in results)
-    nb = nbformat.read(results[-1].executed, as_version=4)
-    outs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-    assert not [o for o in outs if o.output_type == "error"]
-    text = "\n".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outs)
-    assert "demo-smoke" in text and "validation accuracy" in text
+def test_notebook_05_headless(smoke_reports):
+    result = smoke_reports["05_interactive_demo"]
+    assert result.ok
+    outs = outputs(result.executed)
+    assert not errors(outs)
+    text = text_of(outs)
+    assert "smoke-run" in text and "validation accuracy" in text
     assert "INTERACTIVE=False" in text and "status: nothing drawn" in text
     # scripted 'A' and '7' (SMOKE) and the empty pad, each as a static PNG figure
-    assert sum("image/png" in o.get("data", {}) for o in outs) == 3
+    assert figures(outs) == 3
     assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outs)
-    report = results[-1].html.read_text()
+    report = result.html.read_text()
     assert report.count('<img alt="') == 3 and html.escape("scripted") in report

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from charlib.__main__ import main
-from charlib.canvas import SCRIPTED, rasterize
+from charlib.cli import main
+from charlib.strokes import SCRIPTED, rasterize
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +64,9 @@ def test_predict_folder_writes_csv_and_json_and_keeps_going(tiny_run, images, tm
         (["predict", "--image", "{images}/A.png", "--out", "x.xlsx"], "use a .csv or .json"),
         (["predict", "--image", "{images}/A.png", "--top-k", "0"], "--top-k must be at least 1"),
         (["predict", "--folder", "{images}", "--save-viz", "v.png"], "pass a single --image"),
-        (["predict", "--image", "{images}/A.png", "--run", "nope"], "no best.pt there"),
-        (["evaluate", "--run", "nope"], "no best.pt there"),
+        (["predict", "--image", "{images}/A.png", "--run", "nope"], "nope: no such run folder"),
+        (["evaluate", "--run", "nope"], "nope: no such run folder"),
+        (["evaluate", "--run", "{images}"], "no best.pt there"),  # a folder, but not a run
         (["evaluate", "--run", "tiny", "--per-class", "0"], "--per-class must be at least 1"),
     ],
 )

@@ -2,14 +2,11 @@
 
 import json
 
-import nbformat
 import numpy as np
 import pytest
+from notebook_outputs import errors, figures, outputs, text_of
 
-from charlib import evaluate, pipeline, train
-from charlib.files import save_torch
-
-from conftest import train_tiny
+from charlib import checkpoint, evaluate, pipeline
 
 FILES = (
     "metrics.json",
@@ -143,21 +140,14 @@ def test_missing_run_folder_is_one_line(tmp_path):
         evaluate.run_info("no-such-run")  # a bare name is looked up under runs/
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A 1-epoch run on 4 images per class of synth-small, validated on its whole validation."""
-    run_dir = tmp_path_factory.mktemp("evaluate") / "r"
-    return run_dir, train_tiny(run_dir, full_validation=True)
-
-
 def test_evaluate_run_writes_every_file(tiny_run):
-    run_dir, _ = tiny_run
+    run_dir = tiny_run
     result = evaluate.evaluate_run(run_dir, device="cpu", per_class=2)
     assert result["files"] == list(FILES)
     for name in FILES:
         assert (run_dir / name).stat().st_size > 0, name
     saved = json.loads((run_dir / "metrics.json").read_text())
-    assert saved["run"] == "r" and saved["split"] == "test" and saved["data"] == "synth-small"
+    assert saved["run"] == "tiny" and saved["split"] == "test" and saved["data"] == "synth-small"
     assert saved["checkpoint_epoch"] == 1 and saved["n_images"] == 2 * 95
     assert saved["accuracy"] == result["accuracy"] and len(saved["per_class"]) == 95
     assert saved["calibration"]["ece"] == pytest.approx(saved["ece"])
@@ -166,7 +156,8 @@ def test_evaluate_run_writes_every_file(tiny_run):
 
 
 def test_predict_split_matches_training_validation(tiny_run):
-    run_dir, summary = tiny_run
+    run_dir = tiny_run
+    summary = checkpoint.load(run_dir / "best.pt")  # best_val_acc as training measured it
     preds = evaluate.predict_split(run_dir, "validation", device="cpu")
     assert preds.source == "synth-small" and preds.run["checkpoint epoch"] == 1
     assert preds.probs.dtype == np.float32 and preds.images.dtype == np.uint8
@@ -175,7 +166,7 @@ def test_predict_split_matches_training_validation(tiny_run):
 
 
 def test_predict_split_errors(tiny_run, make_dataset, tmp_path):
-    run_dir, _ = tiny_run
+    run_dir = tiny_run
     other = make_dataset(codes=(65, 66, 100))
     with pytest.raises(
         ValueError, match=r"class lists differ: the run .* has 95 classes, the data"
@@ -184,36 +175,26 @@ def test_predict_split_errors(tiny_run, make_dataset, tmp_path):
     with pytest.raises(ValueError, match="unknown split 'dev'; expected one of train"):
         evaluate.predict_split(run_dir, "dev")
     # an older run that does not record its data
-    ckpt = train.load_checkpoint(run_dir / "best.pt")
+    ckpt = checkpoint.load(run_dir / "best.pt")
     del ckpt["params"]["data"]
-    save_torch(tmp_path / "old" / "best.pt", ckpt)
+    checkpoint.save(tmp_path / "old" / "best.pt", ckpt)
     with pytest.raises(ValueError, match="does not record the data it trained on; pass data="):
         evaluate.predict_split(tmp_path / "old", device="cpu")
     assert len(evaluate.predict_split(tmp_path / "old", data="synth-small", per_class=1)) == 95
 
 
-def outputs(executed):
-    nb = nbformat.read(executed, as_version=4)
-    return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-
-
-def text_of(outs):
-    return "\n".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outs)
-
-
 @pytest.mark.notebook
-def test_notebook_04_smoke(tmp_path):
-    params = {"DATA": "synth-small", "SMOKE": True, "RUN_NAME": "eval-smoke"}
-    results = pipeline.run_all(params, only=["03", "04"], out_dir=tmp_path, progress=False)
-    assert [r.name for r in results] == ["03_train_gpu", "04_evaluate"] and results[1].ok
-    outs = outputs(results[1].executed)
-    assert not [o for o in outs if o.output_type == "error"]
+def test_notebook_04_smoke(smoke_reports):
+    result = smoke_reports["04_evaluate"]
+    assert result.ok
+    outs = outputs(result.executed)
+    assert not errors(outs)
     # class accuracy, confusion matrix, confused pairs, misclassified gallery, reliability
-    assert sum("image/png" in o.get("data", {}) for o in outs) == 5
+    assert figures(outs) == 5
     text = text_of(outs)
     assert "test accuracy" in text and "top-5" in text and "macro F1" in text
-    assert "380 test images of synth-small" in text and "eval-smoke" in text
-    run = pipeline.paths.runs_dir() / "eval-smoke"
+    assert "380 test images of synth-small" in text and "smoke-run" in text
+    run = pipeline.paths.runs_dir() / "smoke-run"
     for name in FILES:
         assert (run / name).is_file(), name
-    assert (tmp_path / "04_evaluate.html").is_file()
+    assert (result.html.parent / "04_evaluate.html").is_file()

@@ -8,10 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from charlib import preprocess, train
-from charlib.canvas import Strokes
+from charlib import checkpoint, preprocess
 from charlib.data import load_dataset
-from charlib.infer import Predictor, export_onnx, resolve_run
+from charlib.infer import Predictor, export_onnx
+from charlib.model import predict_logits
+from charlib.paths import resolve_run
+from charlib.strokes import Strokes
 
 from conftest import write_evil_checkpoint
 
@@ -63,9 +65,9 @@ def test_every_input_kind_gives_the_same_answer(predictor, tmp_path):
 def test_prediction_is_the_training_eval_transform(predictor, tiny_run):
     """A test image through the Predictor gives exactly what evaluation computes for it."""
     test = load_dataset("synth-small").test.subset(1, 0)
-    ckpt = train.load_checkpoint(tiny_run / "best.pt")
-    model = train.model_from_checkpoint(ckpt, "cpu")
-    logits = train.predict_logits(model, test.images, ckpt["params"], torch.device("cpu"))
+    ckpt = checkpoint.load(tiny_run / "best.pt")
+    model = checkpoint.model_from_checkpoint(ckpt, "cpu")
+    logits = predict_logits(model, test.images, ckpt["params"], torch.device("cpu"))
     expected = torch.softmax(logits, 1).numpy()
     assert np.allclose(predictor.probabilities(test.images), expected, atol=1e-5)
 
@@ -174,7 +176,7 @@ def test_malicious_checkpoint_is_refused_and_runs_nothing(tmp_path):
 
 
 def test_mismatched_checkpoint_is_one_line_error(tiny_run, tmp_path):
-    ckpt = train.load_checkpoint(tiny_run / "best.pt")
+    ckpt = checkpoint.load(tiny_run / "best.pt")
     ckpt["classes"] = ckpt["classes"][:10]  # weights still have 95 outputs
     run = tmp_path / "mismatch"
     buffer = io.BytesIO()

@@ -6,40 +6,29 @@ import sys
 
 import nbformat
 import pytest
+from notebook_outputs import errors, figures, outputs, text_of
 
 from charlib import pipeline, synth
-from charlib.__main__ import main
+from charlib.cli import main
+
+from conftest import CELL_TIMEOUT
 
 pytestmark = pytest.mark.notebook
 
 
-def outputs(executed):
-    nb = nbformat.read(executed, as_version=4)
-    return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-
-
-def text_of(outs):
-    parts = []
-    for o in outs:
-        parts.append(o.get("text", ""))
-        parts.append(o.get("data", {}).get("text/plain", ""))
-    return "\n".join(parts)
-
-
-def test_notebook_01_smoke(tmp_path):
-    params = {"DATA": "synth-small", "SMOKE": True, "SAMPLES_PER_CLASS": 3, "IGNORED": 1}
-    [result] = pipeline.run_all(params, only=["01"], out_dir=tmp_path, progress=False)
+def test_notebook_01_smoke(smoke_reports):
+    result = smoke_reports["01_explore_data"]
     assert result.ok and result.name == "01_explore_data"
     outs = outputs(result.executed)
-    assert not [o for o in outs if o.output_type == "error"]
+    assert not errors(outs)
     text = text_of(outs)
     assert "split zips" in text and "train 2,280, validation 570, test 570" in text
     assert "95 classes" in text and "data source" in text
     # split sizes, class distribution, sample grid, image statistics, mean images
-    assert sum("image/png" in o.get("data", {}) for o in outs) == 5
+    assert figures(outs) == 5
     html = result.html.read_text()
     assert html.count('<img alt="') == 5 and "ProgressModel" not in html
-    index = (tmp_path / "index.html").read_text()
+    index = (result.html.parent / "index.html").read_text()
     assert "01_explore_data.html" in index and "SAMPLES_PER_CLASS" in index
 
 
@@ -66,7 +55,9 @@ def test_failing_notebook_stops_the_run(tmp_path):
     (nbs / "scratch.ipynb").write_text("{}")  # not numbered: never run
     out = tmp_path / "reports"
     with pytest.raises(pipeline.NotebookFailed) as info:
-        pipeline.run_all({"X": 5}, out_dir=out, notebooks=nbs, progress=False)
+        pipeline.run_all(
+            {"X": 5}, out_dir=out, notebooks=nbs, progress=False, cell_timeout=CELL_TIMEOUT
+        )
     message = str(info.value)
     # cell [4]: papermill inserts the injected-parameters cell after the parameters cell
     assert "02_broken failed in cell [4] `raise ValueError('boom')`: ValueError: boom" in message
@@ -74,6 +65,19 @@ def test_failing_notebook_stops_the_run(tmp_path):
     assert not (out / "03_never.ipynb").exists()
     assert "boom" in (out / "index.html").read_text()
     assert "5" in text_of(outputs(out / "01_fine.ipynb"))  # parameters were injected
+
+
+def test_a_cell_past_the_timeout_stops_the_notebook(tmp_path):
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    _notebook(nbs / "01_slow.ipynb", "import time", "time.sleep(60)", "print('never')")
+    out = tmp_path / "reports"
+    with pytest.raises(pipeline.NotebookFailed) as info:
+        pipeline.run_all({}, out_dir=out, notebooks=nbs, progress=False, cell_timeout=3)
+    message = str(info.value)
+    assert "01_slow timed out in cell [3] `time.sleep(60)`: it ran longer than 3 s" in message
+    assert "--cell-timeout" in message and (out / "01_slow.html").is_file()
+    assert "never" not in text_of(outputs(out / "01_slow.ipynb"))
 
 
 def test_select_unknown_notebook():
@@ -140,20 +144,40 @@ def test_param_values_are_literals(monkeypatch, tmp_path):
     assert seen["EPOCHS"] == 4 and seen["RUN_NAME"] == "big" and seen["INTERACTIVE"] is True
 
 
-def test_notebooks_02_and_03_smoke(tmp_path):
-    params = {"DATA": "synth-small", "SMOKE": True, "RUN_NAME": "smoke-run", "SEED": 1}
-    results = pipeline.run_all(params, only=["02", "03"], out_dir=tmp_path, progress=False)
-    assert [r.name for r in results] == ["02_augmentation_preview", "03_train_gpu"]
-    assert all(r.ok for r in results)
-    aug_outs = outputs(results[0].executed)
+def test_notebook_02_previews_what_training_does(smoke_reports):
+    result = smoke_reports["02_augmentation_preview"]
+    assert result.ok
+    aug_outs = outputs(result.executed)
     # the panel of every augmentation, then many draws of two characters
-    assert sum("image/png" in o.get("data", {}) for o in aug_outs) == 3
+    assert figures(aug_outs) == 3
     assert "showing: A (65), a (97), B (66)" in text_of(aug_outs)
-    train_outs = outputs(results[1].executed)
-    assert not [o for o in train_outs if o.output_type == "error"]
+    # the magnitudes shown are training's: augment.DEFAULTS, every one "training default"
+    from charlib.augment import DEFAULTS
+
+    table = text_of(aug_outs)
+    for name, value in DEFAULTS.items():
+        assert f"{name}" in table and f"{value:g}" in table
+    assert "changed by AUGMENTATION" not in table
+
+
+def test_notebook_03_smoke(smoke_reports):
+    train_outs = outputs(smoke_reports["03_train_gpu"].executed)
+    assert not errors(train_outs)
     text = text_of(train_outs)
     assert "best_val_acc" in text and "images_per_s" in text and "smoke-run" in text
     run = pipeline.paths.runs_dir() / "smoke-run"
     for name in ("best.pt", "last.pt", "params.json", "history.json", "training_history.png"):
         assert (run / name).is_file(), name
-    assert sum("image/png" in o.get("data", {}) for o in train_outs) >= 1
+    assert figures(train_outs) >= 1
+
+
+def test_notebook_02_takes_augmentation_like_03(tmp_path):
+    params = {"DATA": "synth-small", "SMOKE": True, "AUGMENTATION": {"rotation": 30, "stroke": 0.5}}
+    [result] = pipeline.run_all(
+        params, only=["02"], out_dir=tmp_path, progress=False, cell_timeout=CELL_TIMEOUT
+    )
+    text = text_of(outputs(result.executed))
+    assert "changed by AUGMENTATION" in text and "30" in text
+    bad = {"DATA": "synth-small", "SMOKE": True, "AUGMENTATION": {"rotaton": 30}}
+    with pytest.raises(pipeline.NotebookFailed, match="unknown augmentation \\['rotaton'\\]"):
+        pipeline.run_all(bad, only=["02"], out_dir=tmp_path, progress=False, cell_timeout=60)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from charlib import train
+from charlib import checkpoint, model, train
 from charlib.data import CharData, load_dataset
 
 from conftest import glyph, write_evil_checkpoint
@@ -35,7 +35,7 @@ def cpu_fit(data, val=None, **kwargs):
 
 def test_resolve_params_cpu_defaults_and_errors():
     p = train.resolve_params("fast", device="cpu")
-    assert p["stem"] == train.CPU_FAST["stem"] and p["device"] == "cpu"
+    assert p["stem"] == train.CPU_DEFAULTS["fast"]["stem"] and p["device"] == "cpu"
     assert train.resolve_params("seed", device="cpu")["img_size"] == 224
     assert train.resolve_params("fast", device="cpu", epochs=2)["epochs"] == 2
     with pytest.raises(ValueError, match="unknown recipe 'slow'; expected 'fast' or 'seed'"):
@@ -75,8 +75,8 @@ def test_artifacts_and_safe_checkpoints(tmp_path):
     assert "torch" in params["environment"]
     for name in ("last.pt", "best.pt", "epoch_002.pt"):
         ckpt = torch.load(run / name, map_location="cpu", weights_only=True)
-        assert ckpt["format"] == train.CHECKPOINT_FORMAT and ckpt["classes"] == list(range(65, 73))
-    best = train.load_checkpoint(run / "best.pt")
+        assert ckpt["format"] == checkpoint.FORMAT and ckpt["classes"] == list(range(65, 73))
+    best = checkpoint.load(run / "best.pt")
     assert best["epoch"] == summary["best_epoch"] and "optimizer" not in best
     assert [r["epoch"] for r in json.loads((run / "history.json").read_text())] == [1, 2, 3, 4]
 
@@ -100,25 +100,31 @@ def test_resume_after_a_crash(tmp_path):
     data = tiny(per_class=32)
     np.savez(tmp_path / "data.npz", images=data.images, labels=data.labels)
     script = textwrap.dedent(f"""
-        import os, signal, threading
+        import os, signal
         import numpy as np
+        from charlib import batches
         from charlib.data import CharData
         from charlib.train import fit
         z = np.load({str(tmp_path / "data.npz")!r})
         data = CharData(z["images"], z["labels"], tuple(range(65, 73)), np.array(["x"] * 256))
-        def crash(record, history):
-            if record["epoch"] == 2:  # die in the middle of epoch 3, as a power cut would
-                threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGKILL)).start()
+        real = batches.DeviceBatches.epoch
+        def dying(self, epoch):
+            for i, batch in enumerate(real(self, epoch)):
+                if epoch == 3 and i == 3:  # a power cut in the middle of epoch 3, after the
+                    os.kill(os.getpid(), signal.SIGKILL)  # checkpoint of epoch 2 was written
+                yield batch
+        batches.DeviceBatches.epoch = dying
         fit(data, data, run_dir={str(run)!r}, epochs=6, batch_size=16, progress=False,
-            device="cpu", callback=crash)
+            device="cpu")
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == -9, done.stderr
-    saved = train.load_checkpoint(run / "last.pt")
+    saved = checkpoint.load(run / "last.pt")
     finished = saved["history"]
     assert 2 <= len(finished) < 6 and [r["epoch"] for r in finished] == list(
         range(1, len(finished) + 1)
     )
+    assert len(finished) == 2  # deterministic: exactly the epochs before the power cut
     summary = cpu_fit(data, run_dir=run, epochs=6, batch_size=16)
     history = json.loads((run / "history.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5, 6]
@@ -136,10 +142,10 @@ def test_malicious_checkpoint_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     path = write_evil_checkpoint(tmp_path / "evil.pt", marker)
     with pytest.raises(ValueError, match="not a safe charlib checkpoint"):
-        train.load_checkpoint(path)
+        checkpoint.load(path)
     assert not marker.exists()
     with pytest.raises(FileNotFoundError, match="no such checkpoint"):
-        train.load_checkpoint(tmp_path / "missing.pt")
+        checkpoint.load(tmp_path / "missing.pt")
 
 
 def test_seed_recipe_runs_end_to_end(tmp_path):
@@ -164,13 +170,13 @@ def test_learns_real_handwriting_on_cpu(shared_data, tmp_path):
 
 def test_accelerated_path_runs_on_cpu(tmp_path, monkeypatch):
     """The CUDA-only branches (bf16 autocast, channels-last) and EMA, exercised on the CPU."""
-    monkeypatch.setattr(train, "_accelerated", lambda dev: True)
+    monkeypatch.setattr(model, "accelerated", lambda dev: True)
     data = tiny(classes=4, per_class=16)
     summary = cpu_fit(data, run_dir=tmp_path / "r", epochs=3, batch_size=32, ema=True)
     history = json.loads((tmp_path / "r" / "history.json").read_text())
     assert all(np.isfinite([r["train_loss"], r["val_loss"]]).all() for r in history)
-    ckpt = train.load_checkpoint(tmp_path / "r" / "best.pt")
-    net = train.model_from_checkpoint(ckpt)
-    logits = train.predict_logits(net, data.images, ckpt["params"], torch.device("cpu"))
+    ckpt = checkpoint.load(tmp_path / "r" / "best.pt")
+    net = checkpoint.model_from_checkpoint(ckpt)
+    logits = model.predict_logits(net, data.images, ckpt["params"], torch.device("cpu"))
     assert logits.dtype == torch.float32 and logits.shape == (64, 4)
     assert summary["epochs_run"] == 3 and ckpt["params"]["ema"] is True

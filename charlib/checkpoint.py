@@ -1,0 +1,152 @@
+"""The checkpoint format: plain dicts of tensors and values, saved atomically, loaded safely.
+
+A checkpoint loads with `torch.load(..., weights_only=True)`: no pickled objects, so a file from a
+stranger cannot run code. `last.pt` holds everything a resumed run needs (optimizer, schedule,
+EMA, history); `best.pt` and `epoch_NNN.pt` only what inference needs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from charlib.files import save_torch
+from charlib.model import resnet18
+
+FORMAT = "charlib-checkpoint-1"
+# Knobs a resumed run must share with the run it continues.
+RESUME_KEYS = (
+    "recipe",
+    "stem",
+    "channels",
+    "img_size",
+    "classes",
+    "normalization",
+    "ema",
+    "epochs",
+    "batch_size",
+    "lr",
+)
+# What inference needs: the weights, classes, params and metrics (no optimizer).
+INFERENCE_KEYS = ("format", "model", "epoch", "classes", "params", "best_val_acc", "best_epoch")
+
+
+def state_of(model) -> dict:
+    """A model's state dict (of the original module when it was torch.compile'd)."""
+    return getattr(model, "_orig_mod", model).state_dict()
+
+
+def training_state(t, history: list[dict], best: dict) -> dict:
+    """Everything `last.pt` holds: the judged weights, the training state, params and history.
+
+    `t` is the training in progress (`judge`, `model`, `opt`, `schedule`, `averaged`, `params`);
+    its judge is the model validation selects with (the EMA model when there is one). `best`
+    holds best_val_acc and best_epoch.
+    """
+    return {
+        "format": FORMAT,
+        "model": state_of(t.judge),
+        "train_model": state_of(t.model),
+        "optimizer": t.opt.state_dict(),
+        "scheduler": t.schedule.state_dict(),
+        "ema": t.averaged.state_dict() if t.averaged is not None else None,
+        "epoch": history[-1]["epoch"],
+        "classes": t.params["classes"],
+        "params": t.params,
+        "history": list(history),
+        "best_val_acc": best["best_val_acc"],
+        "best_epoch": best["best_epoch"],
+    }
+
+
+def for_inference(ckpt: dict) -> dict:
+    """The part of a training checkpoint that `best.pt` keeps, with its validation accuracy."""
+    return {k: ckpt[k] for k in INFERENCE_KEYS} | {"val_acc": ckpt["history"][-1]["val_acc"]}
+
+
+def of_model(model, params: dict, *, epoch: int = 0, val_acc: float = 0.0) -> dict:
+    """A best.pt-style checkpoint of `model` and the run params describing it (classes included)."""
+    return {
+        "format": FORMAT,
+        "model": state_of(model),
+        "classes": params["classes"],
+        "params": params,
+        "epoch": epoch,
+        "best_val_acc": val_acc,
+        "best_epoch": epoch,
+        "val_acc": val_acc,
+    }
+
+
+def save(path, ckpt: dict) -> Path:
+    """Write a checkpoint atomically (a crash leaves the old file or the new one)."""
+    return save_torch(path, ckpt)
+
+
+def write_epoch(run_dir: Path, ckpt: dict, *, improved: bool, every: int) -> None:
+    """last.pt after every epoch; best.pt when validation improved; epoch_NNN.pt every few."""
+    save(run_dir / "last.pt", ckpt)
+    if improved:
+        save(run_dir / "best.pt", for_inference(ckpt))
+    if every and ckpt["epoch"] % every == 0:
+        save(run_dir / f"epoch_{ckpt['epoch']:03d}.pt", for_inference(ckpt))
+
+
+def load(path) -> dict:
+    """A checkpoint written by `fit`, loaded safely (weights_only: no code can run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint; train first or check RUN_NAME")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # unpickling refused, truncated file, not a torch file
+        raise ValueError(
+            f"{path}: not a safe charlib checkpoint ({type(e).__name__}: {e})"
+        ) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a charlib checkpoint (format {FORMAT} expected)")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict, device: str = "cpu"):
+    """The ResNet-18 a checkpoint describes, with its weights, in eval mode on `device`."""
+    p = ckpt["params"]
+    net = resnet18(len(ckpt["classes"]), stem=p["stem"], in_channels=p["channels"])
+    try:
+        net.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"checkpoint weights do not fit its own description ({len(ckpt['classes'])} classes, "
+            f"{p['stem']} stem, {p['channels']} channel(s)): {first}; retrain or use another run"
+        ) from None
+    return net.to(device).eval()
+
+
+def check_resume(ckpt: dict, params: dict, where: Path) -> None:
+    """Refuse to continue a run whose checkpoint was trained with other settings."""
+    old = ckpt["params"]
+    diff = [k for k in RESUME_KEYS if old.get(k) != params.get(k)]
+    if diff:
+        raise ValueError(
+            f"{where}: holds a run with other {', '.join(diff)}; choose another run "
+            "name, or pass resume=False to start over"
+        )
+
+
+def restore(path: Path, t) -> dict:
+    """Load `last.pt` into the training `t`; returns the epoch, history and the best so far."""
+    ckpt = load(path)
+    check_resume(ckpt, t.params, path.parent)
+    t.model.load_state_dict(ckpt["train_model"])
+    t.opt.load_state_dict(ckpt["optimizer"])
+    t.schedule.load_state_dict(ckpt["scheduler"])
+    if t.averaged is not None:
+        t.averaged.load_state_dict(ckpt["ema"])
+    return {
+        "epoch": ckpt["epoch"],
+        "history": ckpt["history"],
+        "best_val_acc": ckpt["best_val_acc"],
+        "best_epoch": ckpt["best_epoch"],
+    }
