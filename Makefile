@@ -11,7 +11,7 @@ ARGS ?=
 
 DEMO_PORT ?= 8866
 
-.PHONY: run test lab demo bench lint format clean
+.PHONY: run test test-fast lab demo bench lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: $(STAMP)  ## lint + the whole test suite (CI runs exactly this)
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
 
+test-fast: $(STAMP)  ## lint + the unit tests alone (no notebooks, browsers or shared data)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -m "not notebook and not browser and not realdata"
+
 lab: $(STAMP)  ## JupyterLab on the notebooks
 	$(VENV)/bin/jupyter lab notebooks
 
@@ -38,6 +43,7 @@ bench: $(STAMP)  ## benchmarks against the seed recipe (results in benchmarks/re
 	$(PY) benchmarks/train_speed.py
 	$(PY) benchmarks/infer_latency.py
 	$(PY) benchmarks/transfer.py
+	$(PY) benchmarks/augmentation.py
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

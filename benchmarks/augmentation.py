@@ -7,7 +7,9 @@ distortion, and with both (the magnitudes notebook 02 used to preview). Each run
 the whole validation and test splits.
 
 Usage: python benchmarks/augmentation.py [--per-class 300] [--epochs 3] [--device auto]
-Writes benchmarks/results/augmentation-<device>.json.
+       [--seed N] [--variants defaults 'elastic 0.06' ...]
+Writes benchmarks/results/augmentation-<device>[-seed<N>].json; the first variant is the base
+the others' gains are measured against.
 """
 
 from __future__ import annotations
@@ -54,12 +56,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="NAME"
+    )
     args = parser.parse_args()
     device = device_name(args.device)
     ds = load_dataset(args.emnist, progress=False)
     train = ds.train.subset(args.per_class, args.seed)
     rows = []
-    for name, magnitudes in VARIANTS.items():
+    for name in args.variants:
+        magnitudes = VARIANTS[name]
         with tempfile.TemporaryDirectory() as tmp:
             summary = fit(
                 train,
@@ -106,7 +112,8 @@ def main() -> None:
         "variants": rows,
         "environment": environment(),
     }
-    out = ROOT / "benchmarks" / "results" / f"augmentation-{tag}.json"
+    seed = f"-seed{args.seed}" if args.seed else ""
+    out = ROOT / "benchmarks" / "results" / f"augmentation-{tag}{seed}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {out}")
 

@@ -47,7 +47,9 @@ def training_state(t, history: list[dict], best: dict) -> dict:
     return {
         "format": FORMAT,
         "model": state_of(t.judge),
-        "train_model": state_of(t.model),
+        # The weights being trained, when they differ from the judged ones (EMA); else None,
+        # which halves what every epoch writes.
+        "train_model": state_of(t.model) if t.averaged is not None else None,
         "optimizer": t.opt.state_dict(),
         "scheduler": t.schedule.state_dict(),
         "ema": t.averaged.state_dict() if t.averaged is not None else None,
@@ -139,7 +141,8 @@ def restore(path: Path, t) -> dict:
     """Load `last.pt` into the training `t`; returns the epoch, history and the best so far."""
     ckpt = load(path)
     check_resume(ckpt, t.params, path.parent)
-    t.model.load_state_dict(ckpt["train_model"])
+    trained = ckpt.get("train_model")
+    t.model.load_state_dict(ckpt["model"] if trained is None else trained)
     t.opt.load_state_dict(ckpt["optimizer"])
     t.schedule.load_state_dict(ckpt["scheduler"])
     if t.averaged is not None:

@@ -30,6 +30,11 @@ def runs_dir() -> Path:
 LATEST = "latest"  # the run name that means "the newest run with best.pt", like None
 
 
+def is_latest(run) -> bool:
+    """Whether a run argument means "the latest trained run" (None or "latest")."""
+    return run is None or run == LATEST
+
+
 def resolve_run(run=None, *, trained: bool = True) -> Path:
     """The folder of a run, the one meaning of RUN_NAME and --run everywhere.
 
@@ -37,7 +42,7 @@ def resolve_run(run=None, *, trained: bool = True) -> Path:
     / "latest" for the newest run holding best.pt. trained=True (evaluate, predict) requires
     best.pt there; trained=False (training) returns a named folder that may not exist yet.
     """
-    if run is None or run == LATEST:
+    if is_latest(run):
         found = sorted(runs_dir().glob("*/best.pt"), key=lambda p: p.stat().st_mtime)
         if not found:
             raise FileNotFoundError(f"no trained run in {runs_dir()}; run notebook 03 first")

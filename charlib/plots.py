@@ -6,7 +6,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from charlib.codes import IMAGE_SIZE, UNKNOWN, code_to_char, display_label
+from charlib.codes import IMAGE_SIZE, INK_LEVEL, UNKNOWN, code_to_char, display_label
 from charlib.strokes import Strokes, rasterize
 
 SPLIT_COLORS = {"train": "#4C72B0", "validation": "#DD8452", "test": "#55A868"}
@@ -86,7 +86,7 @@ def image_stats(table) -> Figure:
     top.bar(x, table["mean_intensity"], color="#4C72B0")
     top.set_ylabel("mean intensity\n(0-255)")
     bottom.bar(x, table["ink_coverage"] * 100, color="#C44E52")
-    bottom.set_ylabel("ink coverage\n(% pixels ≥ 128)")
+    bottom.set_ylabel(f"ink coverage\n(% pixels > {INK_LEVEL})")
     bottom.set_xticks(x, [code_to_char(c) for c in table["code"]], fontsize=7)
     bottom.set_xlabel("class (character)")
     fig.suptitle("Image statistics per class (training split)")

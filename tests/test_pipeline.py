@@ -1,4 +1,7 @@
-"""Notebooks run headless with papermill; failures name the notebook and the cell."""
+"""Notebooks run headless with papermill; failures name the notebook and the cell.
+
+Tests that start a kernel are marked `notebook`; the command-line checks around them are not.
+"""
 
 import json
 import subprocess
@@ -13,9 +16,8 @@ from charlib.cli import main
 
 from conftest import CELL_TIMEOUT
 
-pytestmark = pytest.mark.notebook
 
-
+@pytest.mark.notebook
 def test_notebook_01_smoke(smoke_reports):
     result = smoke_reports["01_explore_data"]
     assert result.ok and result.name == "01_explore_data"
@@ -46,6 +48,7 @@ def _notebook(path, *sources):
     nbformat.write(nb, path)
 
 
+@pytest.mark.notebook
 def test_failing_notebook_stops_the_run(tmp_path):
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
@@ -67,6 +70,7 @@ def test_failing_notebook_stops_the_run(tmp_path):
     assert "5" in text_of(outputs(out / "01_fine.ipynb"))  # parameters were injected
 
 
+@pytest.mark.notebook
 def test_a_cell_past_the_timeout_stops_the_notebook(tmp_path):
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
@@ -85,6 +89,7 @@ def test_select_unknown_notebook():
         pipeline.select(pipeline.discover(), ["99"])
 
 
+@pytest.mark.notebook
 def test_cli_run_failure_is_one_line(monkeypatch, tmp_path, capsys):
     nbs = tmp_path / "nbs"
     nbs.mkdir()
@@ -144,6 +149,7 @@ def test_param_values_are_literals(monkeypatch, tmp_path):
     assert seen["EPOCHS"] == 4 and seen["RUN_NAME"] == "big" and seen["INTERACTIVE"] is True
 
 
+@pytest.mark.notebook
 def test_notebook_02_previews_what_training_does(smoke_reports):
     result = smoke_reports["02_augmentation_preview"]
     assert result.ok
@@ -160,6 +166,7 @@ def test_notebook_02_previews_what_training_does(smoke_reports):
     assert "changed by AUGMENTATION" not in table
 
 
+@pytest.mark.notebook
 def test_notebook_03_smoke(smoke_reports):
     train_outs = outputs(smoke_reports["03_train_gpu"].executed)
     assert not errors(train_outs)
@@ -171,6 +178,7 @@ def test_notebook_03_smoke(smoke_reports):
     assert figures(train_outs) >= 1
 
 
+@pytest.mark.notebook
 def test_notebook_02_takes_augmentation_like_03(tmp_path):
     params = {"DATA": "synth-small", "SMOKE": True, "AUGMENTATION": {"rotation": 30, "stroke": 0.5}}
     [result] = pipeline.run_all(

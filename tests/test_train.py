@@ -97,7 +97,7 @@ def test_early_stopping(tmp_path):
 
 def test_resume_after_a_crash(tmp_path):
     run = tmp_path / "run"
-    data = tiny(per_class=32)
+    data = tiny(per_class=16)  # 128 images: 8 batches of 16 per epoch
     np.savez(tmp_path / "data.npz", images=data.images, labels=data.labels)
     script = textwrap.dedent(f"""
         import os, signal
@@ -106,7 +106,7 @@ def test_resume_after_a_crash(tmp_path):
         from charlib.data import CharData
         from charlib.train import fit
         z = np.load({str(tmp_path / "data.npz")!r})
-        data = CharData(z["images"], z["labels"], tuple(range(65, 73)), np.array(["x"] * 256))
+        data = CharData(z["images"], z["labels"], tuple(range(65, 73)), np.array(["x"] * 128))
         real = batches.DeviceBatches.epoch
         def dying(self, epoch):
             for i, batch in enumerate(real(self, epoch)):
