@@ -27,10 +27,10 @@ test: $(STAMP)  ## lint + the whole test suite (CI runs exactly this)
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
 
-test-fast: $(STAMP)  ## lint + the unit tests alone (no notebooks, browsers or shared data)
+test-fast: $(STAMP)  ## lint + the quick unit tests (no notebooks, browsers, shared data or slow)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -m "not notebook and not browser and not realdata"
+	$(PY) -m pytest -m "not notebook and not browser and not realdata and not slow"
 
 lab: $(STAMP)  ## JupyterLab on the notebooks
 	$(VENV)/bin/jupyter lab notebooks

@@ -33,6 +33,23 @@ DEFAULTS = {
 }
 
 
+def settings(overrides: dict | None = None) -> dict:
+    """DEFAULTS with `overrides` on top, checked: known names and non-negative numbers."""
+    if not isinstance(overrides or {}, dict):
+        raise ValueError(f"augmentation must be a dict of magnitudes, got {overrides!r}")
+    unknown = set(overrides or {}) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(
+            f"unknown augmentation {sorted(unknown)}; expected some of {list(DEFAULTS)}"
+        )
+    m = {**DEFAULTS, **(overrides or {})}
+    bad = {k: v for k, v in m.items() if isinstance(v, bool) or not isinstance(v, (int, float))}
+    bad |= {k: v for k, v in m.items() if k not in bad and not v >= 0}
+    if bad:
+        raise ValueError(f"augmentation magnitudes must be non-negative numbers, got {bad}")
+    return m
+
+
 def to_unit(images: torch.Tensor) -> torch.Tensor:
     """uint8 N×H×W (white on black) -> float N×1×H×W in [0, 1], the input of `augment`."""
     return images.unsqueeze(1).float().div_(255)
@@ -79,12 +96,7 @@ def augment(
     x: torch.Tensor, *, generator: torch.Generator | None = None, **magnitudes
 ) -> torch.Tensor:
     """Augment a batch N×1×H×W in [0, 1]; magnitudes default to DEFAULTS, 0 switches one off."""
-    unknown = set(magnitudes) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(
-            f"unknown augmentation {sorted(unknown)}; expected some of {list(DEFAULTS)}"
-        )
-    m = {**DEFAULTS, **magnitudes}
+    m = settings(magnitudes)
     g, n = generator, x.shape[0]
     if m["stroke"] > 0:
         x = _stroke(x, m["stroke"], g)
@@ -168,7 +180,7 @@ def _stroke(x: torch.Tensor, share: float, g) -> torch.Tensor:
 
 def preview(images: np.ndarray, *, seed: int = 0, **magnitudes) -> dict[str, np.ndarray]:
     """Panels for notebook 02: originals, each augmentation alone, then all together (uint8)."""
-    m = {**DEFAULTS, **magnitudes}
+    m = settings(magnitudes)
     x = to_unit(torch.from_numpy(np.ascontiguousarray(images)))
     off = dict.fromkeys(DEFAULTS, 0.0)
     panels = {"original": images}
@@ -185,8 +197,8 @@ def preview(images: np.ndarray, *, seed: int = 0, **magnitudes) -> dict[str, np.
     for title, keys in solo.items():
         if not any(m[k] for k in keys):
             continue
-        settings = {**off, **{k: m[k] for k in keys}}
+        alone = {**off, **{k: m[k] for k in keys}}
         g = torch.Generator().manual_seed(seed)
-        out = augment(x, generator=g, **settings)
+        out = augment(x, generator=g, **alone)
         panels[title] = (out.squeeze(1) * 255).round().byte().numpy()
     return panels

@@ -122,7 +122,7 @@ def fit(
     params |= _run_facts(train, val, params, data_source)
     params |= {"pretrained": pretrained, "compile": compile, "ema": ema, "seed": seed}
     params |= {"patience": patience, "checkpoint_every": checkpoint_every}
-    params["augmentation"] = {**aug.DEFAULTS, **(augmentation or {})}
+    params["augmentation"] = aug.settings(augmentation)  # checked before anything starts
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     t = _setup(train, params, num_workers)

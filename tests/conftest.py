@@ -152,6 +152,7 @@ SMOKE_PARAMS = {
     "SEED": 1,
     "SAMPLES_PER_CLASS": 3,
     "INTERACTIVE": False,
+    "AUGMENTATION": {"rotation": 10.0},  # 02 must preview, and 03 train with, exactly this
     "IGNORED": 1,  # a parameter no notebook declares: ignored, listed in the index
 }
 CELL_TIMEOUT = 300  # s per cell in tests: a hung kernel fails the test instead of hanging CI

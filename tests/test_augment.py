@@ -76,3 +76,23 @@ def test_preview_panels():
     assert all(p.shape == images.shape and p.dtype == np.uint8 for p in panels.values())
     np.testing.assert_array_equal(panels["original"], images)
     assert "elastic" not in aug.preview(images, elastic=0.0)  # switched off: no panel
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"rotaton": 20}, r"unknown augmentation \['rotaton'\]"),
+        ({"rotation": -1}, "must be non-negative numbers, got {'rotation': -1}"),
+        ({"elastic": "a lot"}, "must be non-negative numbers"),
+        ({"stroke": True}, "must be non-negative numbers"),
+        ([("rotation", 20)], "augmentation must be a dict of magnitudes"),
+    ],
+)
+def test_settings_are_checked_before_training(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        aug.settings(overrides)
+
+
+def test_settings_are_the_defaults_with_overrides():
+    assert aug.settings(None) == aug.DEFAULTS
+    assert aug.settings({"rotation": 20}) == {**aug.DEFAULTS, "rotation": 20}

@@ -86,6 +86,7 @@ def test_wrong_checkpoint_file_is_refused(tmp_path, images, capsys):
     assert "not a safe charlib checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_quick_and_export(tiny_run, capsys, tmp_path):
     assert main(["evaluate", "--run", "tiny", "--quick", "--device", "cpu"]) == 0
     out = capsys.readouterr().out

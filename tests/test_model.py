@@ -138,3 +138,29 @@ def test_offline_warns_once_and_trains_from_scratch(torch_home, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a second model says nothing more
         resnet18(5, stem="imagenet", pretrained=True)
+
+
+@pytest.mark.parametrize(("stem", "size"), [("imagenet", 28), ("imagenet", 64), ("small", 28)])
+def test_centre_tap_convolutions_change_nothing_but_speed(stem, size):
+    """layer4's 3×3 convolutions on a 1×1 input use their centre tap alone: same outputs, same
+    gradients as torchvision's ResNet-18 with the same weights, at every input size."""
+    torch.manual_seed(0)
+    ours = resnet18(10, stem=stem, in_channels=1)
+    theirs = resnet18(10, stem=stem, in_channels=1)
+    for conv in theirs.modules():
+        if isinstance(conv, torch.nn.Conv2d):
+            conv.__class__ = torch.nn.Conv2d  # torchvision's own forward everywhere
+    theirs.load_state_dict(ours.state_dict())
+    assert set(ours.state_dict()) == set(tv_resnet18(num_classes=10).state_dict())
+    patched = [m for m in ours.modules() if isinstance(m, charmodel.CentreTapConv)]
+    assert len(patched) == 3  # layer4: block 1's second conv, block 2's two
+    x = torch.randn(8, 1, size, size)
+    y = torch.randint(0, 10, (8,))
+    outs = []
+    for net in (ours, theirs):
+        out = net(x)
+        torch.nn.functional.cross_entropy(out, y).backward()
+        outs.append((out.detach(), {n: p.grad for n, p in net.named_parameters()}))
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-4, atol=1e-5)
+    for name, grad in outs[0][1].items():
+        torch.testing.assert_close(grad, outs[1][1][name], rtol=1e-3, atol=1e-5, msg=name)

@@ -12,9 +12,10 @@ import pytest
 from notebook_outputs import errors, figures, outputs, text_of
 
 from charlib import pipeline, synth
+from charlib.augment import DEFAULTS
 from charlib.cli import main
 
-from conftest import CELL_TIMEOUT
+from conftest import CELL_TIMEOUT, SMOKE_PARAMS
 
 
 @pytest.mark.notebook
@@ -157,13 +158,14 @@ def test_notebook_02_previews_what_training_does(smoke_reports):
     # the panel of every augmentation, then many draws of two characters
     assert figures(aug_outs) == 3
     assert "showing: A (65), a (97), B (66)" in text_of(aug_outs)
-    # the magnitudes shown are training's: augment.DEFAULTS, every one "training default"
-    from charlib.augment import DEFAULTS
-
-    table = text_of(aug_outs)
-    for name, value in DEFAULTS.items():
-        assert f"{name}" in table and f"{value:g}" in table
-    assert "changed by AUGMENTATION" not in table
+    # the magnitudes shown are training's: augment.DEFAULTS under the AUGMENTATION passed
+    [table] = [o for o in aug_outs if "magnitude" in o.get("data", {}).get("text/plain", "")]
+    rows = [line.split(maxsplit=2) for line in table["data"]["text/plain"].splitlines()[1:]]
+    expected = {**DEFAULTS, **SMOKE_PARAMS["AUGMENTATION"]}
+    assert {name: float(value) for name, value, _ in rows} == expected
+    for name, _, source in rows:
+        changed = name in SMOKE_PARAMS["AUGMENTATION"]
+        assert source == ("changed by AUGMENTATION" if changed else "training default"), name
 
 
 @pytest.mark.notebook
@@ -176,16 +178,13 @@ def test_notebook_03_smoke(smoke_reports):
     for name in ("best.pt", "last.pt", "params.json", "history.json", "training_history.png"):
         assert (run / name).is_file(), name
     assert figures(train_outs) >= 1
+    # trained with the magnitudes notebook 02 showed
+    params = json.loads((run / "params.json").read_text())
+    assert params["augmentation"] == {**DEFAULTS, **SMOKE_PARAMS["AUGMENTATION"]}
 
 
 @pytest.mark.notebook
-def test_notebook_02_takes_augmentation_like_03(tmp_path):
-    params = {"DATA": "synth-small", "SMOKE": True, "AUGMENTATION": {"rotation": 30, "stroke": 0.5}}
-    [result] = pipeline.run_all(
-        params, only=["02"], out_dir=tmp_path, progress=False, cell_timeout=CELL_TIMEOUT
-    )
-    text = text_of(outputs(result.executed))
-    assert "changed by AUGMENTATION" in text and "30" in text
+def test_notebook_02_refuses_an_unknown_augmentation(tmp_path):
     bad = {"DATA": "synth-small", "SMOKE": True, "AUGMENTATION": {"rotaton": 30}}
     with pytest.raises(pipeline.NotebookFailed, match="unknown augmentation \\['rotaton'\\]"):
         pipeline.run_all(bad, only=["02"], out_dir=tmp_path, progress=False, cell_timeout=60)
