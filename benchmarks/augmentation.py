@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import torch
 
 from charlib import checkpoint
 from charlib.data import load_dataset
-from charlib.env import device_name, environment
+from charlib.env import cpu_name, device_name, environment
 from charlib.model import evaluate_loss
 from charlib.train import fit
 
@@ -36,16 +35,6 @@ VARIANTS = {
     "elastic 0.06": {"elastic": 0.06},
     "stroke 0.5 + elastic 0.06": {"stroke": 0.5, "elastic": 0.06},
 }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

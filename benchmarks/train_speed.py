@@ -158,7 +158,7 @@ def main() -> None:
     env = environment()
     result = {
         "benchmark": "train_speed",
-        "device": env.get("gpu", f"CPU ({os.cpu_count()} cores, {platform.machine()})"),
+        "device": env.get("gpu", f"{env['cpu']} ({os.cpu_count()} cores, {platform.machine()})"),
         "environment": env,
         "data": args.data,
         "validation_images": len(val),

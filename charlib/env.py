@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from pathlib import Path
 
 
 def device_name(device: str = "auto") -> str:
@@ -26,6 +27,17 @@ def device_name(device: str = "auto") -> str:
     return device
 
 
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), e.g. 'AMD EPYC'."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
 def environment() -> dict[str, str]:
     """Versions and hardware, for the notebooks' environment cell and the reports."""
     import numpy
@@ -35,6 +47,7 @@ def environment() -> dict[str, str]:
     info = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        "cpu": cpu_name(),
         "cpu cores": str(os.cpu_count()),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,

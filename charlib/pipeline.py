@@ -160,7 +160,9 @@ def run_summary(run_name) -> dict[str, str]:
     facts["data"] = (
         f"{params.get('data') or '?'} ({params.get('train_images', 0):,} training images)"
     )
-    facts["device"] = env.get("gpu") or f"CPU ({env.get('cpu cores', '?')} cores)"
+    facts["device"] = (
+        env.get("gpu") or f"{env.get('cpu', 'CPU')} ({env.get('cpu cores', '?')} cores)"
+    )
     facts["model"] = (
         f"ResNet-18, {params['stem']} stem, {params['img_size']} px, {params['recipe']}"
     )
