@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-
-
+SCHEDULES = ("one-cycle", "plateau")  # per batch; on validation accuracy, once per epoch
 FUSED_ON = ("cpu", "cuda")  # devices with a fused (one-kernel) Adam/AdamW step
 
 
@@ -26,6 +25,8 @@ class Schedule:
     """The learning-rate schedule of the recipe, stepped per batch or once per epoch."""
 
     def __init__(self, opt, params: dict, *, steps_per_epoch: int):
+        if params["schedule"] not in SCHEDULES:
+            raise ValueError(f"unknown schedule {params['schedule']!r}; expected {SCHEDULES}")
         total = params["epochs"] * steps_per_epoch
         self.per_batch = params["schedule"] == "one-cycle"
         if not self.per_batch:
