@@ -14,7 +14,9 @@ from pathlib import Path
 from PIL import Image
 
 from charlib.files import atomic_write, write_json
+from charlib.pipeline import CELL_TIMEOUT
 from charlib.progress import bar
+from charlib.sources import SPLITS
 
 IMAGE_SUFFIXES = frozenset(ext for ext, fmt in Image.registered_extensions().items())
 QUICK_PER_CLASS = 20  # images per class for `evaluate --quick` (the seed's test_accuracy.py)
@@ -162,9 +164,9 @@ def _run_parser(sub) -> None:
     run.add_argument(
         "--cell-timeout",
         type=float,
-        default=None,
+        default=CELL_TIMEOUT,
         metavar="SECONDS",
-        help="stop a notebook whose cell runs longer (default: 6 hours; 0: never)",
+        help="stop a notebook whose cell runs longer (default: %(default)g; 0: never)",
     )
     run.add_argument(
         "-p",
@@ -194,7 +196,7 @@ def _predict_parser(sub) -> None:
 def _evaluate_parser(sub) -> None:
     evaluate = sub.add_parser("evaluate", help="metrics and figures for a run on a split")
     evaluate.add_argument("--run", default=None, help=RUN_HELP)
-    evaluate.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    evaluate.add_argument("--split", default="test", choices=SPLITS)
     evaluate.add_argument("--data", default=None, help="dataset (default: what the run used)")
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--per-class", type=int, default=None, help="images per class")
@@ -249,8 +251,8 @@ def _run(args) -> None:
         synth.ensure(source)
     start = time.perf_counter()
     out = Path(args.out) if args.out else None
-    timeout = {} if args.cell_timeout is None else {"cell_timeout": args.cell_timeout or None}
-    results = pipeline.run_all(params, only=args.only, out_dir=out, **timeout)
+    timeout = args.cell_timeout or None  # 0: no limit
+    results = pipeline.run_all(params, only=args.only, out_dir=out, cell_timeout=timeout)
     index = results[-1].html.parent / "index.html"
     print(f"{len(results)} notebook(s) ran in {time.perf_counter() - start:.0f} s; open {index}")
 
