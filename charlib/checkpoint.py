@@ -7,6 +7,11 @@ EMA, history); `best.pt` and `epoch_NNN.pt` only what inference needs.
 
 from __future__ import annotations
 
+import io
+import pickle
+import pickletools
+import warnings
+import zipfile
 from pathlib import Path
 
 import torch
@@ -30,6 +35,9 @@ RESUME_KEYS = (
 )
 # What inference needs: the weights, classes, params and metrics (no optimizer).
 INFERENCE_KEYS = ("format", "model", "epoch", "classes", "params", "best_val_acc", "best_epoch")
+# Pickle opcodes that import a name or call one: what a hostile file needs to run its code.
+CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX"}
+LEGACY_PICKLES = 5  # magic number, protocol, system info, the checkpoint, its storage keys
 
 
 def state_of(model) -> dict:
@@ -96,19 +104,67 @@ def write_epoch(run_dir: Path, ckpt: dict, *, improved: bool, every: int) -> Non
 
 
 def load(path) -> dict:
-    """A checkpoint written by `fit`, loaded safely (weights_only: no code can run)."""
+    """A checkpoint written by `fit`, loaded safely (weights_only: no code can run).
+
+    Every failure is one line: a file whose loading would run code is refused as such, anything
+    else (truncated, not a PyTorch file) says so with the first line of the cause.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint; train first or check RUN_NAME")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling refused, truncated file, not a torch file
-        raise ValueError(
-            f"{path}: not a safe charlib checkpoint ({type(e).__name__}: {e})"
-        ) from None
+        with warnings.catch_warnings():
+            # torch's warning about a foreign pickle protocol, advice on stderr beside our line
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if carries_code(path):
+            raise ValueError(
+                f"{path}: refused: loading this file would run code it carries (it is not a "
+                "plain charlib checkpoint); only load checkpoints you trained or trust"
+            ) from None
+        raise ValueError(f"{path}: not a safe charlib checkpoint ({cause(e)})") from None
+    except Exception as e:  # truncated file, not a torch file
+        raise ValueError(f"{path}: not a safe charlib checkpoint ({cause(e)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path}: not a charlib checkpoint (format {FORMAT} expected)")
     return ckpt
+
+
+def carries_code(path: Path) -> bool:
+    """Whether a checkpoint's pickles (in its zip, or a legacy file's first few) import or call.
+
+    Asked once the safe loader refused the file: a pickle with such opcodes was refused for
+    them; bytes that do not parse as a pickle merely make it no checkpoint.
+    """
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                pkl = next(n for n in zf.namelist() if n.endswith("data.pkl"))
+                stream = io.BytesIO(zf.read(pkl))
+        else:
+            stream = open(path, "rb")  # noqa: SIM115 - closed below
+    except (OSError, StopIteration, zipfile.BadZipFile):
+        return False
+    seen = set()
+    with stream:
+        for _ in range(LEGACY_PICKLES):  # a legacy torch file: a few pickles, then raw tensors
+            try:
+                seen |= {op.name for op, _, _ in pickletools.genops(stream)}
+            except Exception:  # the bytes after the last pickle, or no pickle at all
+                break
+    return bool(seen & CODE_OPCODES)
+
+
+def cause(e: Exception) -> str:
+    """An error as one short line, never torch's advice to load with weights_only off."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    first = lines[0].split(". ")[0].rstrip(".") if lines else ""
+    if "weights only" in first.lower().replace("_", " "):
+        first = "unreadable as a PyTorch file"
+    elif not first and isinstance(e, EOFError):
+        first = "the file is empty or cut short"
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
 def model_from_checkpoint(ckpt: dict, device: str = "cpu"):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from charlib import checkpoint, preprocess
+from charlib import checkpoint, ink, preprocess
 from charlib.augment import eval_input
 from charlib.codes import IMAGE_SIZE, code_to_char
 from charlib.env import device_name
@@ -60,6 +60,7 @@ class Predictor:
         self.backend = backend
         self.size = int(self.params.get("data_size") or min(self.params["img_size"], IMAGE_SIZE))
         self.fill = float(self.params.get("ink_fill") or preprocess.DEFAULT_FILL)
+        self.stroke_width = float(self.params.get("stroke_width") or ink.DEFAULT_WIDTH)
         self.device = torch.device("cpu" if backend == "onnx" else device_name(device))
         self.meta = {k: ckpt.get(k) for k in ("epoch", "best_val_acc", "val_acc")}
         self.model = None
@@ -82,7 +83,9 @@ class Predictor:
         predictor.run_dir = run_dir
         return predictor
 
-    input_image = staticmethod(preprocess.to_image)  # any input -> uint8 white-on-black
+    def input_image(self, x) -> np.ndarray:
+        """Any input -> uint8 white-on-black: its ink alone when it is a photo or a scan."""
+        return preprocess.to_image(x, stroke_width=self.stroke_width)
 
     def prepare(self, x) -> np.ndarray | None:
         """Any input -> the uint8 size×size image the model sees; None when nothing is drawn."""

@@ -1,9 +1,12 @@
 """One path from anything a user hands the model (file, PIL image, array, strokes) to its input.
 
-Every input becomes an 8-bit white-on-black image, is cropped to its ink's bounding box and
-centred in a square whose side the ink fills as much as it filled the training images
-(`ink_fill`, measured when the run trained), then resized to the training images' size. From
-there `augment.eval_input` - the very transform training evaluates with - finishes it.
+Every input becomes an 8-bit white-on-black image (`to_image`). One like the training images
+(small, on a black background: a dataset PNG) is used as it is; anything else - the pad's
+strokes once rasterised, a photo, a scan, a large drawing - goes through `ink.find`, which
+keeps the ink alone at the stroke width the run trained on (see charlib/ink.py, step by step).
+Then `canonical` crops the ink, centres it in a square whose side the ink fills as much as it
+filled the training images (`ink_fill`, measured when the run trained) and resizes it to the
+training images' size; `augment.eval_input` - the transform training evaluates with - finishes.
 The ink box and the contrast stretch here are also how `synth` frames its glyphs.
 """
 
@@ -15,22 +18,31 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from charlib import images
+from charlib import images, ink
 from charlib.codes import IMAGE_SIZE, INK_LEVEL
 from charlib.strokes import Strokes, rasterize
 
-# Fewer ink pixels than this share of the frame (and never fewer than MIN_INK_PIXELS) is "blank".
-BLANK_SHARE = 2e-4
-MIN_INK_PIXELS = 4
 # The ink's longer side over the image side, when a run does not record its own (EMNIST's frame).
 DEFAULT_FILL = 24 / IMAGE_SIZE
+# An image is clean (used as it is) when it is small, like the training images, and at least
+# half of it is at or under CLEAN_LEVEL (after polarity); anything else goes through `ink.find`.
+CLEAN_LEVEL, CLEAN_SIDE = 8, 64
 
 
-def to_image(x) -> np.ndarray:
-    """Any input (strokes too) as uint8 white-on-black at its own size; strokes are rasterised."""
+def to_image(x, *, stroke_width: float = ink.DEFAULT_WIDTH) -> np.ndarray:
+    """Any input as clean uint8 white-on-black: a training-like image as it is, anything else
+    (strokes rasterised, photos, scans, large drawings) through `ink.find`."""
     if isinstance(x, list):
         x = Strokes(x)
-    return rasterize(x) if isinstance(x, Strokes) else to_white_on_black(x)
+    img = rasterize(x) if isinstance(x, Strokes) else to_white_on_black(x)
+    return img if is_clean(img) else ink.find(img, width=stroke_width)
+
+
+def is_clean(img: np.ndarray) -> bool:
+    """Whether a white-on-black image is like the training images (small, black background)."""
+    if max(img.shape) > CLEAN_SIDE:
+        return False
+    return bool(np.count_nonzero(img <= CLEAN_LEVEL) * 2 >= img.size)
 
 
 def to_white_on_black(x) -> np.ndarray:
@@ -40,12 +52,12 @@ def to_white_on_black(x) -> np.ndarray:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such image file")
         try:
-            return images.decode(path.read_bytes())[0]
+            return images.decode(path.read_bytes(), max_side=ink.WORK_SIDE)[0]
         except images.BadImage as e:
             raise ValueError(f"{path}: unreadable image ({e.reason})") from None
     if isinstance(x, (bytes, bytearray)):
         try:
-            return images.decode(bytes(x))[0]
+            return images.decode(bytes(x), max_side=ink.WORK_SIDE)[0]
         except images.BadImage as e:
             raise ValueError(f"unreadable image bytes ({e.reason})") from None
     if isinstance(x, Image.Image):
@@ -81,12 +93,12 @@ def _array_to_gray(a: np.ndarray) -> np.ndarray:
 def ink_box(img: np.ndarray, *, min_pixels: int | None = None) -> tuple[int, int, int, int] | None:
     """(top, bottom, left, right) of the ink, bottom/right exclusive; None when it is blank.
 
-    Blank means fewer ink pixels than `min_pixels` (default: the blank share of the frame, and
-    never fewer than MIN_INK_PIXELS).
+    Blank means fewer ink pixels than `min_pixels` (default: `ink.BLANK_SHARE` of the frame,
+    and never fewer than `ink.MIN_PIXELS`).
     """
     mask = img > INK_LEVEL
     if min_pixels is None:
-        min_pixels = max(MIN_INK_PIXELS, BLANK_SHARE * img.size)
+        min_pixels = max(ink.MIN_PIXELS, ink.BLANK_SHARE * img.size)
     if mask.sum() < max(min_pixels, 1):
         return None
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))

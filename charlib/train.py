@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from charlib import augment as aug
-from charlib import checkpoint, preprocess
+from charlib import checkpoint, ink, preprocess
 from charlib.batches import SOURCES
 from charlib.env import device_name, environment
 from charlib.files import write_json
@@ -165,6 +165,7 @@ def _run_facts(train, val, params: dict, data_source) -> dict:
         "data": None if data_source is None else str(data_source),
         "data_size": data_size,
         "ink_fill": preprocess.ink_fill(train.images),
+        "stroke_width": ink.stroke_width(train.images),
     }
 
 

@@ -7,9 +7,12 @@ import sys
 import pandas as pd
 import pytest
 from PIL import Image
+from test_images import bomb_png
 
 from charlib.cli import main
 from charlib.strokes import SCRIPTED, rasterize
+
+from conftest import write_evil_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +86,50 @@ def test_wrong_checkpoint_file_is_refused(tmp_path, images, capsys):
     run.mkdir()
     (run / "best.pt").write_bytes(b"definitely not a checkpoint")
     assert main(["predict", "--image", str(images / "A.png"), "--run", str(run)]) == 1
-    assert "not a safe charlib checkpoint" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not a safe charlib checkpoint" in err and "weights_only" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_hostile_checkpoint_is_refused_in_one_line(tmp_path, images):
+    """The real process, so that nothing torch prints (warnings included) joins the one line."""
+    marker = tmp_path / "pwned"
+    run = write_evil_checkpoint(tmp_path / "evil" / "best.pt", marker).parent
+    done = subprocess.run(
+        [sys.executable, "-m", "charlib", "predict", "--image", str(images / "A.png")]
+        + ["--run", str(run)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1 and not marker.exists()
+    assert done.stderr.startswith(f"charlib: error: {run / 'best.pt'}: refused: loading this file")
+    assert "would run code" in done.stderr and "weights_only" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_decompression_bomb_is_a_one_line_error(tiny_run, images, tmp_path, capsys):
+    folder = tmp_path / "bomb"
+    folder.mkdir()
+    (folder / "big.png").write_bytes(bomb_png())  # 20000×20000 pixels, 390 KB
+    (folder / "A.png").write_bytes((images / "A.png").read_bytes())
+    assert main(["predict", "--image", str(folder / "big.png"), "--run", "tiny"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"charlib: error: {folder / 'big.png'}: unreadable image (too large)\n"
+    # in a folder it is one unreadable row among the predictions, not the end of them
+    out = tmp_path / "out.json"
+    assert main(["predict", "--folder", str(folder), "--run", "tiny", "--out", str(out)]) == 0
+    assert "2 image(s), 1 unreadable" in capsys.readouterr().out
+    status = {r["path"].split("/")[-1]: r["status"] for r in json.loads(out.read_text())}
+    assert status["big.png"] == "unreadable: unreadable image (too large)"
+    assert not status["A.png"].startswith("unreadable")
+
+
+def test_data_info_reports_a_decompression_bomb(make_dataset, capsys):
+    root = make_dataset("folders", extra={"train": {"66/bomb.png": bomb_png()}})
+    assert main(["data", "info", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "skipped/ignored: too large 1" in out
+    assert "skipped train/66/bomb.png: too large" in out
 
 
 @pytest.mark.slow

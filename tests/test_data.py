@@ -2,6 +2,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from test_images import bomb_png
 
 from charlib import paths
 from charlib.data import CharData, class_table, load_dataset, load_split, stratified_split
@@ -109,6 +110,20 @@ def test_bad_files_are_skipped_and_reported(make_dataset):
     table = ds.report.table()
     assert len(table) == 8 and set(table["split"]) == {"train"}
     assert "truncated 1" in str(ds.report)
+
+
+@pytest.mark.parametrize("layout", ["folders", "zips"])
+def test_decompression_bomb_is_skipped_as_too_large(make_dataset, tmp_path, monkeypatch, layout):
+    monkeypatch.setenv("CHARLIB_CACHE_DIR", str(tmp_path / "own-cache"))
+    root = make_dataset(layout, extra={"train": {"66/bomb.png": bomb_png()}})  # 20000×20000
+    for cached in (False, True):  # the second load reads the report back from the cache
+        ds = load_dataset(root, progress=False)
+        assert ds.report.from_cache is cached
+        assert len(ds.train) == 12 and ds.train.counts().tolist() == [4, 4, 4]
+        assert [(r["split"], r["path"], r["reason"]) for r in ds.report.skipped] == [
+            ("train", "66/bomb.png", "too large")
+        ]
+        assert ds.report.reasons() == {"too large": 1} and "too large 1" in str(ds.report)
 
 
 def test_mixed_sizes_fit_the_most_common_size(tmp_path):

@@ -1,15 +1,52 @@
+import functools
 import io
+import struct
+import warnings
+import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
-from charlib.images import CORRUPT, EMPTY, NOT_IMAGE, TRUNCATED, BadImage, decode, fit_square
+from charlib import images
+from charlib.images import (
+    CORRUPT,
+    EMPTY,
+    NOT_IMAGE,
+    TOO_LARGE,
+    TRUNCATED,
+    BadImage,
+    decode,
+    fit_square,
+)
 
 from conftest import glyph, png_bytes
 
 LIGHT = glyph(65, dark_on_light=True)  # AlphaNum style
 WHITE_ON_BLACK = 255 - LIGHT
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def bomb_png(width: int = 20000, height: int = 20000) -> bytes:
+    """A valid all-black 8-bit grayscale PNG of width×height, built row by row (never in memory
+    as pixels): 20000×20000 is 400 MB decoded but about 390 KB on disk, a decompression bomb."""
+    return _png_of_black(width, height)
+
+
+@functools.cache  # once per session and size (1.6 s for 20000×20000)
+def _png_of_black(width: int, height: int) -> bytes:
+    packer, row = zlib.compressobj(9), bytes(1 + width)  # filter byte 0, then black pixels
+    body = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit gray, no interlace
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", body)
+        + _chunk(b"IEND", b"")
+    )
 
 
 def save(img: Image.Image, fmt: str) -> bytes:
@@ -94,6 +131,45 @@ def test_corrupt_png_body():
     with pytest.raises(BadImage) as info:
         decode(bytes(data))
     assert info.value.reason in (CORRUPT, TRUNCATED)
+
+
+def test_bomb_png_is_a_real_image():
+    data = bomb_png(300, 200)
+    arr, inverted = decode(data)
+    assert arr.shape == (200, 300) and arr.max() == 0 and not inverted
+    assert len(bomb_png()) < 1_000_000  # 20000×20000: small on disk, 400 MB as pixels
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        (20000, 20000),  # past twice Pillow's limit: Image.open itself refuses it
+        (10000, 10000),  # past Pillow's limit: Image.open warns
+        (9000, 9000),  # under Pillow's limit, over ours
+    ],
+)
+def test_huge_image_is_too_large_before_decoding(size, monkeypatch):
+    loaded = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda img: loaded.append(img))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DecompressionBombWarning may escape
+        with pytest.raises(BadImage) as info:
+            decode(bomb_png(*size))
+    assert info.value.reason == TOO_LARGE and not loaded  # refused from the header alone
+
+
+def test_own_limit_holds_without_pillows(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # e.g. another library switched it off
+    with pytest.raises(BadImage, match=r"20000×20000 pixels, over the 64,000,000 limit") as info:
+        decode(bomb_png())
+    assert info.value.reason == TOO_LARGE
+
+
+def test_a_48_megapixel_photo_passes():
+    arr, _ = decode(bomb_png(8000, 6000))
+    assert arr.shape == (6000, 8000)
+    with pytest.raises(BadImage, match="8000×8001 pixels, over the 64,000,000 limit"):
+        images.check_size((8000, 8001))
 
 
 def test_fit_square_keeps_aspect_ratio():

@@ -1,4 +1,6 @@
 import json
+import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -140,14 +142,53 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         cpu_fit(tiny(), run_dir=tmp_path / "r", epochs=1, batch_size=32, stem="small")
 
 
-def test_malicious_checkpoint_is_refused(tmp_path):
-    marker = tmp_path / "pwned"
-    path = write_evil_checkpoint(tmp_path / "evil.pt", marker)
-    with pytest.raises(ValueError, match="not a safe charlib checkpoint"):
+class _Hostile:
+    """Unpickling this runs `touch <marker>`, saved by torch.save this time."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+REFUSED = "refused: loading this file would run code it carries"
+
+
+@pytest.mark.parametrize("style", ["pickle", "torch zip", "torch legacy"])
+def test_malicious_checkpoint_is_refused(tmp_path, style):
+    marker, path = tmp_path / "pwned", tmp_path / "evil.pt"
+    if style == "pickle":
+        write_evil_checkpoint(path, marker)
+    else:
+        hostile = {"format": checkpoint.FORMAT, "model": _Hostile(marker)}
+        torch.save(hostile, path, _use_new_zipfile_serialization=style == "torch zip")
+    with pytest.raises(ValueError) as info:
         checkpoint.load(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {REFUSED}") and "trust" in message
+    assert "\n" not in message and "weights_only" not in message and "weights only" not in message
     assert not marker.exists()
     with pytest.raises(FileNotFoundError, match="no such checkpoint"):
         checkpoint.load(tmp_path / "missing.pt")
+
+
+def test_broken_checkpoint_is_one_line_without_torch_advice(tmp_path):
+    good = tmp_path / "good.pt"
+    torch.save({"format": checkpoint.FORMAT, "w": torch.zeros(100)}, good)
+    files = {
+        "garbage.pt": (b"definitely not a checkpoint", "UnpicklingError"),
+        "cut.pt": (good.read_bytes()[:300], "RuntimeError: PytorchStreamReader failed"),
+        "empty.pt": (b"", "EOFError"),
+        "plain.pt": (pickle.dumps({"format": checkpoint.FORMAT}, protocol=4), "UnpicklingError"),
+    }
+    for name, (data, expected) in files.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ValueError) as info:
+            checkpoint.load(tmp_path / name)
+        message = str(info.value)
+        assert message.startswith(f"{tmp_path / name}: not a safe charlib checkpoint ({expected}")
+        assert "\n" not in message and "weights" not in message.lower() and REFUSED not in message
 
 
 def test_seed_recipe_runs_end_to_end(tmp_path):
