@@ -108,7 +108,8 @@ def _predict(args) -> None:
     if args.save_viz:
         from charlib.plots import prediction_figure
 
-        figure = prediction_figure(predictor.input_image(files[0]), prediction, title=files[0].name)
+        # the file as the user sees it (in colour, upright), what the model saw, the top-k
+        figure = prediction_figure(files[0], prediction, title=files[0].name)
         target = Path(args.save_viz)
         atomic_write(target, lambda f: figure.savefig(f, format="png", dpi=110))
         print(f"visualisation written to {target}")

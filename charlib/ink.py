@@ -4,8 +4,8 @@
 drawing larger than the training images) and returns only its ink:
 1. reduce: at most WORK_SIDE pixels on the longer side (area-averaged), so a 12-megapixel photo
    costs what a small one does;
-2. polarity: the ink is the one-sided tail of outliers from the local paper level, which
-   settles what the frame's median could not (a shadowed edge, a dark border);
+2. polarity: the ink is the one-sided tail of outliers from the local median, which settles
+   what the frame's median could not (a shadow over half the frame);
 3. background: the paper's level (a grey opening wider than any stroke: paper tone, lighting
    gradient, soft shadow), divided out, so ink reads as its contrast against the paper under it;
 4. ruling: ruled or squared lines (thin, straight, at least RULE_LINES of them across the page)
@@ -58,17 +58,23 @@ def find(img: np.ndarray, *, width: float = DEFAULT_WIDTH) -> np.ndarray:
     # Ink's contrast relative to the paper's brightness: a shadow dims paper and ink alike.
     flat = np.clip((work - paper) / np.maximum(255.0 - paper, 16.0), 0, None) * 255.0
     flat = np.clip(flat - ruling(flat), 0, None)
-    smooth = ndimage.gaussian_filter(flat, max(1.0, max(flat.shape) / 640))
-    sample = smooth[::3, ::3]  # the noise level from a ninth of the pixels is as good
-    noise = 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
+    sigma = max(1.0, max(flat.shape) / 640)
+    smooth = ndimage.gaussian_filter(flat, sigma)
     contrast = float(smooth.max())
     blank = np.zeros(work.shape, np.uint8)
-    if contrast < max(MIN_CONTRAST, NOISE_RATIO * noise):
+    if contrast < max(MIN_CONTRAST, NOISE_RATIO * noise_level(flat) / (2 * np.sqrt(np.pi) * sigma)):
         return blank
-    mask = drop_specks(smooth > max(float(threshold_otsu(smooth)), INK_FLOOR * contrast))
+    level = max(float(threshold_otsu(smooth)), INK_FLOOR * contrast)
+    mask = drop_specks(smooth > level, np.clip(smooth - level, 0, None))
     if mask.sum() < max(MIN_PIXELS, BLANK_SHARE * mask.size):
         return blank
     return even_strokes(mask, width)
+
+
+def noise_level(img: np.ndarray) -> float:
+    """The pixel noise's standard deviation, from neighbours' differences (robust to edges)."""
+    diff = np.diff(img[::2], axis=1).ravel()
+    return 1.4826 * float(np.median(np.abs(diff - np.median(diff)))) / np.sqrt(2)
 
 
 def reduce(img: np.ndarray, side: int) -> np.ndarray:
@@ -82,13 +88,16 @@ def reduce(img: np.ndarray, side: int) -> np.ndarray:
 
 
 def ink_is_dark(img: np.ndarray) -> bool:
-    """Whether the ink is darker than the paper: its tail of outliers from the wide local
-    average is on the dark side (the paper is most of any wide window; noise is symmetric)."""
+    """Whether the ink is darker than the paper, whatever polarity the frame suggested.
+
+    Ink is a one-sided tail of outliers from the local median (an eighth of the side: the
+    paper is most of any such window, and the median keeps shadow edges); noise is symmetric.
+    """
     from scipy import ndimage
 
-    small = reduce_float(img, 4)
-    wide = ndimage.gaussian_filter(small, max(small.shape) / 6, mode="nearest")
-    low, high = np.percentile(small - wide, [0.1, 99.9])
+    small = reduce_float(img, 8)
+    local = ndimage.median_filter(small, size=max(3, max(small.shape) // 6), mode="nearest")
+    low, high = np.percentile(small - local, [0.2, 99.8])
     return -float(low) > float(high)
 
 
@@ -97,15 +106,16 @@ def paper_level(img: np.ndarray) -> np.ndarray:
 
     A grey opening (a minimum then a maximum over PAPER_WINDOW of the side) removes every
     stroke narrower than the window, however thick, and keeps the paper's tone, lighting
-    gradients and soft shadows; computed at a quarter of the size and smoothed.
+    gradients and soft shadows (an opening keeps a ramp as it is); at a quarter of the size.
     """
     from scipy import ndimage
 
     small = reduce_float(img, 4)
     window = max(3, round(max(small.shape) * PAPER_WINDOW))
-    level = ndimage.grey_opening(small, size=(window, window), mode="nearest")
-    level = ndimage.uniform_filter(level, window, mode="nearest")
-    return to_size(level, img.shape)
+    # Point-symmetric padding continues a gradient past the edge, so the opening keeps it there.
+    padded = np.pad(small, window, mode="reflect", reflect_type="odd")
+    level = ndimage.grey_opening(padded, size=(window, window))[window:-window, window:-window]
+    return to_size(ndimage.gaussian_filter(level, 1.0, mode="nearest"), img.shape)
 
 
 def reduce_float(img: np.ndarray, factor: int) -> np.ndarray:
@@ -140,24 +150,32 @@ def ruling(flat: np.ndarray) -> np.ndarray:
             ndimage.minimum_filter1d(along, thick, 1 - axis), thick, 1 - axis
         )
         thin = along - across
-        labels, count = ndimage.label(thin > max(8.0, 0.5 * float(thin.max())))
+        line = max(8.0, 0.3 * float(np.percentile(thin, 99.5)))
+        labels, count = ndimage.label(thin > line)
         if not count:
             continue
         spans = [s[axis].stop - s[axis].start for s in ndimage.find_objects(labels)]
         keep = np.concatenate([[False], np.array(spans) >= RULE_SPAN * flat.shape[axis]])
         if keep.sum() >= RULE_LINES:
-            out = np.maximum(out, np.where(keep[labels], thin, 0))
+            near = ndimage.binary_dilation(keep[labels], iterations=1)
+            out = np.maximum(out, np.where(near, thin, 0))
     return out
 
 
-def drop_specks(mask: np.ndarray) -> np.ndarray:
-    """Keep the largest blob of ink and the blobs near it that are not dust (i's dot stays)."""
+def drop_specks(mask: np.ndarray, strength: np.ndarray | None = None) -> np.ndarray:
+    """Keep the main blob of ink and the blobs near it that are not dust (i's dot stays).
+
+    A blob weighs the sum of its `strength` (how far over the threshold its pixels are; its
+    area without one): a shadow's edge may pass the threshold over a wide area, but only
+    just, while the character passes it by far.
+    """
     from scipy import ndimage
 
     labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
     if count <= 1:
         return mask
-    sizes = np.bincount(labels.ravel())[1:]
+    weights = None if strength is None else strength.ravel()
+    sizes = np.bincount(labels.ravel(), weights=weights, minlength=count + 1)[1:]
     boxes = ndimage.find_objects(labels)
     main = int(np.argmax(sizes))
     top, bottom = boxes[main][0].start, boxes[main][0].stop

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import os
+
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from PIL import Image, ImageOps
 
 from charlib.codes import IMAGE_SIZE, INK_LEVEL, UNKNOWN, code_to_char, display_label
+from charlib.images import check_size
 from charlib.strokes import Strokes, rasterize
 
 SPLIT_COLORS = {"train": "#4C72B0", "validation": "#DD8452", "test": "#55A868"}
@@ -309,35 +314,80 @@ def reliability_diagram(calibration: dict) -> Figure:
     return fig
 
 
+MAX_SHOWN = 800  # the longest side, in px, at which `prediction_figure` draws a photo
+
+
+def photo_rgb(x, *, max_side: int = MAX_SHOWN) -> tuple[np.ndarray, tuple[int, int]]:
+    """A path, file bytes or PIL image as the user sees it -> (uint8 H×W×3 RGB, ×4 when it has
+    transparency, upright by its EXIF, at most `max_side` px on its longer side; its width and
+    height as handed in)."""
+    if not isinstance(x, Image.Image):
+        with Image.open(io.BytesIO(bytes(x)) if isinstance(x, (bytes, bytearray)) else x) as img:
+            check_size(img.size)  # a decompression bomb is refused before it is decoded
+            return photo_rgb(img, max_side=max_side)
+    img = ImageOps.exif_transpose(x)
+    size = img.size
+    alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
+    img = img.convert("RGBA" if alpha else "RGB")
+    img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return np.asarray(img, np.uint8), size
+
+
+def _as_shown(drawing) -> tuple[np.ndarray, tuple[int, int], str]:
+    """(the image to draw, its width and height as handed in, what it is) for any input."""
+    if isinstance(drawing, Strokes):
+        shown = rasterize(drawing)
+        return shown, (shown.shape[1], shown.shape[0]), "drawn"
+    if isinstance(drawing, (str, os.PathLike, bytes, bytearray, Image.Image)):
+        return *photo_rgb(drawing), "photo"
+    shown = np.asarray(drawing)
+    return shown, (shown.shape[1], shown.shape[0]), "photo" if shown.ndim == 3 else "input"
+
+
 def prediction_figure(drawing, prediction, *, title: str | None = None) -> Figure:
-    """Input (Strokes or white-on-black array), the model's view and the top-k bars."""
-    fig = Figure(figsize=(10, 3.2), layout="constrained")
-    ax_in, ax_seen, ax_bars = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.6]})
-    shown = rasterize(drawing) if isinstance(drawing, Strokes) else np.asarray(drawing)
-    ax_in.imshow(shown, cmap="gray", vmin=0, vmax=255)
-    kind = "drawn" if isinstance(drawing, Strokes) else "input"
-    ax_in.set_title(f"{kind} ({shown.shape[1]}×{shown.shape[0]} px)", fontsize=10)
+    """The input as the user handed it in, the model's view and the top-k bars.
+
+    `drawing`: Strokes or a 2-D white-on-black array (drawn in gray), an H×W×3 RGB array, or a
+    path, file bytes or PIL image (drawn in colour, upright, at most MAX_SHOWN px on a side).
+    """
+    shown, (width, height), kind = _as_shown(drawing)
+    aspect = float(np.clip(shown.shape[1] / max(shown.shape[0], 1), 0.5, 2.0))
+    side = 2.8  # inches: the model's view; the input as tall, as wide as its aspect asks
+    fig = Figure(figsize=(side * (aspect + 1) + 4.4, side + 0.6), layout="constrained")
+    ax_in, ax_seen, ax_bars = fig.subplots(
+        1, 3, gridspec_kw={"width_ratios": [side * aspect, side, 4.4]}
+    )
+    if shown.ndim == 3:
+        ax_in.imshow(shown)
+    else:
+        ax_in.imshow(shown, cmap="gray", vmin=0, vmax=255)
+    ax_in.set_title(f"{kind} ({width}×{height} px)", fontsize=10)
     seen = prediction.image
     empty = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     ax_seen.imshow(empty if seen is None else seen, cmap="gray", vmin=0, vmax=255)
-    size = "none" if seen is None else f"{seen.shape[0]}×{seen.shape[0]}"
+    size = "none" if seen is None else f"{seen.shape[1]}×{seen.shape[0]}"
     ax_seen.set_title(f"model input ({size})", fontsize=10)
     for ax in (ax_in, ax_seen):
         ax.set_xticks([])
         ax.set_yticks([])
-    if prediction.blank:
-        ax_bars.text(0.5, 0.5, "nothing drawn", ha="center", va="center", fontsize=14)
-        ax_bars.set_xticks([])
-        ax_bars.set_yticks([])
-    else:
-        labels = [display_label(g["code"]) for g in prediction][::-1]
-        values = [g["confidence"] for g in prediction][::-1]
-        color = "#d9822b" if prediction.unsure else "#2b7bd9"
-        bars = ax_bars.barh(labels, values, color=color)
-        ax_bars.bar_label(bars, labels=[f"{v:.1%}" for v in values], padding=3, fontsize=9)
-        ax_bars.set_xlim(0, 1.15)
-        ax_bars.set_xlabel("confidence")
-        ax_bars.set_title(f"top {len(prediction)} ({prediction.status})", fontsize=10)
+    _top_k_bars(ax_bars, prediction)
     if title:
         fig.suptitle(title, fontsize=12)
     return fig
+
+
+def _top_k_bars(ax, prediction) -> None:
+    """The guesses as horizontal bars, best on top; 'nothing drawn' for a blank input."""
+    if prediction.blank:
+        ax.text(0.5, 0.5, "nothing drawn", ha="center", va="center", fontsize=14)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
+    labels = [display_label(g["code"]) for g in prediction][::-1]
+    values = [g["confidence"] for g in prediction][::-1]
+    color = "#d9822b" if prediction.unsure else "#2b7bd9"
+    bars = ax.barh(labels, values, color=color)
+    ax.bar_label(bars, labels=[f"{v:.1%}" for v in values], padding=3, fontsize=9)
+    ax.set_xlim(0, 1.15)
+    ax.set_xlabel("confidence")
+    ax.set_title(f"top {len(prediction)} ({prediction.status})", fontsize=10)

@@ -124,6 +124,12 @@ def test_scripted_a_and_blank_through_the_predictor(predictor):
     assert blank.blank and blank.status == "nothing drawn" and list(blank) == []
     assert isinstance(prediction_figure(SCRIPTED["A"], prediction), Figure)
     assert len(prediction_figure(Strokes(), blank).axes) == 3
+    # a 2-D white-on-black array in gray as before; an RGB photo in colour, aspect kept
+    gray = prediction_figure(rasterize(SCRIPTED["A"]), prediction).axes[0]
+    assert gray.images[0].get_array().ndim == 2 and gray.get_title() == "input (280×280 px)"
+    photo = prediction_figure(np.full((640, 480, 3), 200, np.uint8), prediction).axes[0]
+    assert photo.images[0].get_array().shape == (640, 480, 3) and photo.get_aspect() == 1.0
+    assert photo.get_title() == "photo (480×640 px)"
 
 
 def test_pad_without_a_browser(predictor):
@@ -165,8 +171,10 @@ def test_notebook_05_headless(smoke_reports):
     text = text_of(outs)
     assert "smoke-run" in text and "validation accuracy" in text
     assert "INTERACTIVE=False" in text and "status: nothing drawn" in text
-    # scripted 'A' and '7' (SMOKE) and the empty pad, each as a static PNG figure
-    assert figures(outs) == 3
+    # four photos of characters on paper, each read by the same predictor
+    assert all(f"photo {i}/4: " in text for i in range(1, 5))
+    # scripted 'A' and '7' (SMOKE), the empty pad and the four photos, each a static PNG figure
+    assert figures(outs) == 7
     assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outs)
     report = result.html.read_text()
-    assert report.count('<img alt="') == 3 and html.escape("scripted") in report
+    assert report.count('<img alt="') == 7 and html.escape("scripted") in report
