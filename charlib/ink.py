@@ -4,7 +4,7 @@
 drawing larger than the training images) and returns only its ink:
 1. reduce: at most WORK_SIDE pixels on the longer side (area-averaged), so a 12-megapixel photo
    costs what a small one does;
-2. polarity: the ink is the one-sided tail of outliers from the local median, which settles
+2. polarity: the ink is a one-sided tail of outliers from the local median, which settles
    what the frame's median could not (a shadow over half the frame);
 3. background: the paper's level (a grey opening wider than any stroke: paper tone, lighting
    gradient, soft shadow), divided out, so ink reads as its contrast against the paper under it;
@@ -29,6 +29,8 @@ from charlib.codes import INK_LEVEL
 WORK_SIDE = 640
 # The paper's level is what is left after removing anything narrower than this share of the side.
 PAPER_WINDOW = 0.25
+# Overturning the frame's polarity takes a dark tail this many times the bright one.
+POLARITY_MARGIN = 1.5
 # Ink must stand out from the paper by this much (of 255) and by NOISE_RATIO × the noise.
 MIN_CONTRAST, NOISE_RATIO = 40.0, 8.0
 # Ink is at least this share of the ink's own contrast above the paper (ruled lines are ~1/3).
@@ -91,14 +93,16 @@ def ink_is_dark(img: np.ndarray) -> bool:
     """Whether the ink is darker than the paper, whatever polarity the frame suggested.
 
     Ink is a one-sided tail of outliers from the local median (an eighth of the side: the
-    paper is most of any such window, and the median keeps shadow edges); noise is symmetric.
+    paper is most of any such window, and the median keeps shadow edges). The dark tail must
+    be POLARITY_MARGIN times the bright one: noise (a blank page) is symmetric and keeps the
+    polarity decoding chose from the frame.
     """
     from scipy import ndimage
 
     small = reduce_float(img, 8)
     local = ndimage.median_filter(small, size=max(3, max(small.shape) // 6), mode="nearest")
     low, high = np.percentile(small - local, [0.2, 99.8])
-    return -float(low) > float(high)
+    return -float(low) > POLARITY_MARGIN * max(float(high), 1.0)
 
 
 def paper_level(img: np.ndarray) -> np.ndarray:
