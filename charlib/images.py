@@ -66,7 +66,7 @@ def check_size(size: tuple[int, int]) -> None:
 
 
 def shrink_on_load(img: Image.Image, side: int) -> None:
-    """Ask a JPEG to decode, in gray, at the smallest scale that keeps `side` px on its long side."""
+    """Ask a JPEG to decode in gray at the smallest scale keeping `side` px on its long side."""
     w, h = img.size
     if img.format == "JPEG" and max(w, h) >= 2 * side:
         scale = side / max(w, h)

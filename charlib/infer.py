@@ -3,8 +3,9 @@
     p = Predictor.from_run("runs/default")            # torch on CUDA when present, else CPU
     p.predict("a.png")  -> [{"char": "A", "code": 65, "confidence": 0.93}, ...]
 
-Preprocessing is `preprocess.canonical` then `augment.eval_input`, the transform training
-evaluates with. backend="onnx" runs the exported graph with onnxruntime on the CPU.
+Preprocessing is `preprocess.model_view` (photos and scans cleaned by `ink.find`) then
+`augment.eval_input`, the transform training evaluates with. backend="onnx" runs the exported
+graph with onnxruntime on the CPU.
 """
 
 from __future__ import annotations
@@ -89,7 +90,9 @@ class Predictor:
 
     def prepare(self, x) -> np.ndarray | None:
         """Any input -> the uint8 size×size image the model sees; None when nothing is drawn."""
-        return preprocess.canonical(self.input_image(x), size=self.size, fill=self.fill)
+        return preprocess.model_view(
+            x, size=self.size, fill=self.fill, stroke_width=self.stroke_width
+        )
 
     def predict(self, x, top_k: int = 5, *, unsure_below: float = UNSURE_BELOW) -> Prediction:
         """Top-k guesses for one input (path, bytes, PIL image, array, Strokes)."""

@@ -29,6 +29,21 @@ DEFAULT_FILL = 24 / IMAGE_SIZE
 CLEAN_LEVEL, CLEAN_SIDE = 8, 64
 
 
+def model_view(
+    x, *, size: int, fill: float = DEFAULT_FILL, stroke_width: float = ink.DEFAULT_WIDTH
+) -> np.ndarray | None:
+    """Any input -> the uint8 size×size image a model sees; None when nothing is drawn.
+
+    A training-like image takes the dataset's own path (fitted to the size as it is, so a
+    dataset's files and its tensors give the same answers); anything else is cleaned by
+    `ink.find` and framed by `canonical`.
+    """
+    img = to_image(x, stroke_width=stroke_width)
+    if is_clean(img):
+        return None if ink_box(img) is None else images.fit_square(img, size)
+    return canonical(img, size=size, fill=fill)
+
+
 def to_image(x, *, stroke_width: float = ink.DEFAULT_WIDTH) -> np.ndarray:
     """Any input as clean uint8 white-on-black: a training-like image as it is, anything else
     (strokes rasterised, photos, scans, large drawings) through `ink.find`."""

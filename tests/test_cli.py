@@ -83,15 +83,7 @@ def test_photo_rgb_is_upright_and_at_most_800_px():
     "degradations",
     [
         ("noise",),
-        pytest.param(
-            ("paper", "noise"),
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="ink.find reads a blank toned page as ink: ink_is_dark flips the "
-                "polarity on a blank page, and the paper level's opening leaves a wedge at "
-                "the page's bright edge that stands out once divided by 255 - paper",
-            ),
-        ),
+        ("paper", "noise"),
     ],
 )
 def test_a_photo_of_blank_paper_is_nothing_drawn(tiny_run, tmp_path, capsys, degradations):

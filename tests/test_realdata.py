@@ -39,3 +39,44 @@ def test_second_load_comes_from_cache(shared_data, emnist):
     assert again.report.from_cache
     np.testing.assert_array_equal(again.test.images, emnist.test.images)
     np.testing.assert_array_equal(again.test.labels, emnist.test.labels)
+
+
+@pytest.fixture(scope="module")
+def emnist_run(emnist, shared_data, tmp_path_factory):
+    """A small model trained on the shared data (about a minute on 2 CPU cores)."""
+    from charlib.train import fit
+
+    run = tmp_path_factory.mktemp("runs") / "emnist-parity"
+    fit(
+        emnist.train.subset(per_class=80, seed=0),
+        emnist.validation.subset(per_class=20, seed=0),
+        run_dir=run,
+        epochs=2,
+        device="cpu",
+        progress=False,
+        data_source=str(shared_data),
+    )
+    return run
+
+
+def test_predictor_on_the_test_files_agrees_with_evaluate(emnist_run, shared_data):
+    """The PNG files through `Predictor` and the split through `evaluate`: within 0.3 points."""
+    import zipfile
+
+    from charlib.evaluate import metrics, predict_split
+    from charlib.infer import Predictor
+
+    evaluated = metrics(predict_split(emnist_run, "test", data=shared_data, device="cpu"))
+    predictor = Predictor.from_run(emnist_run, device="cpu")
+    with zipfile.ZipFile(shared_data / "test.zip") as zf:
+        names = [n for n in zf.namelist() if n.endswith(".png")]
+        files = [zf.read(n) for n in names]
+    truth = np.array([int(n.split("/")[0]) for n in names])
+    guesses = []
+    for start in range(0, len(files), 512):
+        guesses += predictor.predict_many(files[start : start + 512], top_k=1)
+    codes = np.array([g[0]["code"] if len(g) else -1 for g in guesses])
+    predicted = float((codes == truth).mean())
+    assert len(files) == 14_525 and sum(g.blank for g in guesses) == 0
+    assert evaluated["accuracy"] > 0.3  # a real model, so the comparison means something
+    assert abs(predicted - evaluated["accuracy"]) <= 0.003, (predicted, evaluated["accuracy"])
