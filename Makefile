@@ -44,6 +44,7 @@ bench: $(STAMP)  ## benchmarks against the seed recipe (results in benchmarks/re
 	$(PY) benchmarks/infer_latency.py
 	$(PY) benchmarks/transfer.py
 	$(PY) benchmarks/augmentation.py
+	$(PY) benchmarks/robustness.py
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

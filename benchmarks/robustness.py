@@ -192,7 +192,27 @@ def main() -> None:
         result["rows"] = [r for r in earlier["rows"] if r["condition"] not in fresh] + rows
         result["all_meet_target"] = all(r["meets_target"] for r in result["rows"])
     path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"-> {path.relative_to(ROOT)}")
+    print(f"-> {path.relative_to(ROOT)}\n")
+    print(markdown(result))
+
+
+def markdown(result: dict) -> str:
+    """The README's table: one row per condition, then the large photo's latency."""
+    lines = [
+        "| handed in as | images | accuracy | clean files, same characters | difference |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in result["rows"]:
+        mark = "" if r["meets_target"] else " ✗"
+        lines.append(
+            f"| {r['condition']} | {r['images']:,} | {100 * r['accuracy']:.1f}% | "
+            f"{100 * r['clean_accuracy']:.1f}% | {r['points_vs_clean']:+.1f} pts{mark} |"
+        )
+    lat = result["large_photo_latency"]
+    lines.append(
+        f"\nOne {lat['image']} file → top-5: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms."
+    )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ def glyph28(char: str) -> np.ndarray:
 
 def seen(x) -> np.ndarray | None:
     """What the model would see of any input (the Predictor's path, default fill and width)."""
-    return preprocess.canonical(preprocess.to_image(x), size=28)
+    return preprocess.model_view(x, size=28)
 
 
 def overlap(a: np.ndarray, b: np.ndarray) -> float:
