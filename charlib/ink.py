@@ -1,11 +1,11 @@
 """Find the ink in a photo or a scan: the character alone, white on black, at the training width.
 
-`find(img)` takes any white-on-black image that is not already clean (a photo, a scan, a
-drawing larger than the training images) and returns only its ink:
+`find(img)` takes a grayscale picture as it was taken (a photo, a scan, the pad's strokes, a
+drawing larger than the training images) and returns only its ink, white on black:
 1. reduce: at most WORK_SIDE pixels on the longer side (area-averaged), so a 12-megapixel photo
    costs what a small one does;
-2. polarity: the ink is a one-sided tail of outliers from the local median, which settles
-   what the frame's median could not (a shadow over half the frame);
+2. polarity: the paper is most of the picture; when its typical pixel is lighter than
+   DARK_PAGE the ink is dark (a page in shadow stays above it, the pad's canvas is below);
 3. background: the paper's level (a grey opening wider than any stroke: paper tone, lighting
    gradient, soft shadow), divided out, so ink reads as its contrast against the paper under it;
 4. ruling: ruled or squared lines (thin, straight, at least RULE_LINES of them across the page)
@@ -29,8 +29,8 @@ from charlib.codes import INK_LEVEL
 WORK_SIDE = 640
 # The paper's level is what is left after removing anything narrower than this share of the side.
 PAPER_WINDOW = 0.25
-# Overturning the frame's polarity takes a dark tail this many times the bright one.
-POLARITY_MARGIN = 1.5
+# A picture whose typical pixel is darker than this is a dark page with light ink.
+DARK_PAGE = 64
 # Ink must stand out from the paper by this much (of 255) and by NOISE_RATIO × the noise.
 MIN_CONTRAST, NOISE_RATIO = 40.0, 8.0
 # Ink is at least this share of the ink's own contrast above the paper (ruled lines are ~1/3).
@@ -49,12 +49,12 @@ STROKE_SIDE, DEFAULT_WIDTH, THIN, THICK = 96, 0.165, 0.67, 1.6
 
 
 def find(img: np.ndarray, *, width: float = DEFAULT_WIDTH) -> np.ndarray:
-    """A white-on-black photo or scan -> its ink alone, white on black (all black when none)."""
+    """A grayscale photo or scan, as taken -> its ink alone, white on black (black when none)."""
     from scipy import ndimage
     from skimage.filters import threshold_otsu
 
     work = reduce(img, WORK_SIDE).astype(np.float32)
-    if ink_is_dark(work):  # the frame misled the polarity (a shadow, a dark page edge)
+    if paper_is_light(work):
         work = 255.0 - work
     paper = paper_level(work)
     # Ink's contrast relative to the paper's brightness: a shadow dims paper and ink alike.
@@ -89,20 +89,11 @@ def reduce(img: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(img).resize(size, Image.Resampling.BOX), np.uint8)
 
 
-def ink_is_dark(img: np.ndarray) -> bool:
-    """Whether the ink is darker than the paper, whatever polarity the frame suggested.
-
-    Ink is a one-sided tail of outliers from the local median (an eighth of the side: the
-    paper is most of any such window, and the median keeps shadow edges). The dark tail must
-    be POLARITY_MARGIN times the bright one: noise (a blank page) is symmetric and keeps the
-    polarity decoding chose from the frame.
-    """
-    from scipy import ndimage
-
-    small = reduce_float(img, 8)
-    local = ndimage.median_filter(small, size=max(3, max(small.shape) // 6), mode="nearest")
-    low, high = np.percentile(small - local, [0.2, 99.8])
-    return -float(low) > POLARITY_MARGIN * max(float(high), 1.0)
+def paper_is_light(img: np.ndarray) -> bool:
+    """Whether the page is light (dark ink on it): the paper is most of the picture, and even in
+    shadow or poor light a page of paper stays above DARK_PAGE; a blackboard, a dark screen or
+    the pad's black canvas do not."""
+    return float(np.median(img[::2, ::2])) > DARK_PAGE
 
 
 def paper_level(img: np.ndarray) -> np.ndarray:

@@ -49,8 +49,10 @@ def to_image(x, *, stroke_width: float = ink.DEFAULT_WIDTH) -> np.ndarray:
     (strokes rasterised, photos, scans, large drawings) through `ink.find`."""
     if isinstance(x, list):
         x = Strokes(x)
-    img = rasterize(x) if isinstance(x, Strokes) else to_white_on_black(x)
-    return img if is_clean(img) else ink.find(img, width=stroke_width)
+    img, inverted = (rasterize(x), False) if isinstance(x, Strokes) else decode_any(x)
+    if is_clean(img):
+        return img
+    return ink.find(255 - img if inverted else img, width=stroke_width)  # as it was taken
 
 
 def is_clean(img: np.ndarray) -> bool:
@@ -62,23 +64,28 @@ def is_clean(img: np.ndarray) -> bool:
 
 def to_white_on_black(x) -> np.ndarray:
     """A path, bytes, PIL image or array (gray/RGB/RGBA; uint8, float 0-1 or bool) -> uint8 H×W."""
+    return decode_any(x)[0]
+
+
+def decode_any(x) -> tuple[np.ndarray, bool]:
+    """Any image input -> (uint8 H×W white-on-black by the frame's median, whether inverted)."""
     if isinstance(x, (str, os.PathLike)):
         path = Path(x)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such image file")
         try:
-            return images.decode(path.read_bytes(), max_side=ink.WORK_SIDE)[0]
+            return images.decode(path.read_bytes(), max_side=ink.WORK_SIDE)
         except images.BadImage as e:
             raise ValueError(f"{path}: unreadable image ({e.reason})") from None
     if isinstance(x, (bytes, bytearray)):
         try:
-            return images.decode(bytes(x), max_side=ink.WORK_SIDE)[0]
+            return images.decode(bytes(x), max_side=ink.WORK_SIDE)
         except images.BadImage as e:
             raise ValueError(f"unreadable image bytes ({e.reason})") from None
     if isinstance(x, Image.Image):
-        return images.to_white_on_black(images.to_gray(ImageOps.exif_transpose(x)))[0]
+        return images.to_white_on_black(images.to_gray(ImageOps.exif_transpose(x)))
     if isinstance(x, np.ndarray):
-        return images.to_white_on_black(_array_to_gray(x))[0]
+        return images.to_white_on_black(_array_to_gray(x))
     raise TypeError(
         f"cannot read a {type(x).__name__} as a drawing; pass a path, bytes, PIL image, "
         "NumPy array or charlib.strokes.Strokes"
