@@ -33,8 +33,8 @@ PAPER_WINDOW = 0.25
 DARK_PAGE = 64
 # Ink must stand out from the paper by this much (of 255) and by NOISE_RATIO × the noise.
 MIN_CONTRAST, NOISE_RATIO = 40.0, 8.0
-# Ink is at least this share of the ink's own contrast above the paper (ruled lines are ~1/3).
-INK_FLOOR = 0.45
+# Ink is at least this share of the ink's own contrast above the paper (ruled lines go first).
+INK_FLOOR = 0.35
 # Ruled lines: thinner than RULE_THICK of the image side, across RULE_SPAN of the page, and at
 # least RULE_LINES of them (one long thin stroke is a character's, not the paper's).
 RULE_THICK, RULE_SPAN, RULE_LINES = 0.012, 0.6, 3
@@ -45,7 +45,7 @@ BLANK_SHARE, MIN_PIXELS = 2e-4, 4
 # Stroke width: 4 × the ink's mean distance to the paper, over the ink's longer side, measured
 # with that side at STROKE_SIDE px. DEFAULT_WIDTH is EMNIST's median, for runs that do not record
 # their own; ink thinner than THIN× or thicker than THICK× the run's width is brought to it.
-STROKE_SIDE, DEFAULT_WIDTH, THIN, THICK = 96, 0.165, 0.67, 1.6
+STROKE_SIDE, DEFAULT_WIDTH, THIN, THICK = 96, 0.165, 0.85, 1.6
 
 
 def find(img: np.ndarray, *, width: float = DEFAULT_WIDTH) -> np.ndarray:
