@@ -15,7 +15,8 @@ drawing larger than the training images) and returns only its ink, white on blac
 6. specks: dust and specks away from the character are dropped (an i's dot stays);
 7. strokes: the ink's box at STROKE_SIDE px, strokes thickened or thinned when their width
    is far from the training images' (`stroke_width`, recorded when a run trains).
-`preprocess.canonical` frames the result as it frames every other input.
+`drawn(img)` is steps 6 and 7 alone, for the pad's own raster. `preprocess.canonical` frames
+the result as it frames every other input.
 """
 
 from __future__ import annotations
@@ -70,6 +71,18 @@ def find(img: np.ndarray, *, width: float = DEFAULT_WIDTH) -> np.ndarray:
     mask = drop_specks(smooth > level, np.clip(smooth - level, 0, None))
     if mask.sum() < max(MIN_PIXELS, BLANK_SHARE * mask.size):
         return blank
+    return even_strokes(mask, width)
+
+
+def drawn(img: np.ndarray, *, width: float = DEFAULT_WIDTH) -> np.ndarray:
+    """The pad's raster (white strokes on a black canvas): steps 6 and 7 alone, in ~1 ms.
+
+    There is no paper, light or ruling to take away, so the ink is every pixel over half
+    white; strokes are brought to the training width as a photo's are.
+    """
+    mask = drop_specks(img > 127)
+    if mask.sum() < max(MIN_PIXELS, BLANK_SHARE * mask.size):
+        return np.zeros(img.shape, np.uint8)
     return even_strokes(mask, width)
 
 

@@ -49,7 +49,9 @@ def to_image(x, *, stroke_width: float = ink.DEFAULT_WIDTH) -> np.ndarray:
     (strokes rasterised, photos, scans, large drawings) through `ink.find`."""
     if isinstance(x, list):
         x = Strokes(x)
-    img, inverted = (rasterize(x), False) if isinstance(x, Strokes) else decode_any(x)
+    if isinstance(x, Strokes):  # our own raster: a black canvas, nothing to take away
+        return ink.drawn(rasterize(x), width=stroke_width)
+    img, inverted = decode_any(x)
     if is_clean(img):
         return img
     return ink.find(255 - img if inverted else img, width=stroke_width)  # as it was taken
