@@ -240,12 +240,15 @@ def _run(args) -> None:
     params |= {"INTERACTIVE": False}  # the drawing pad shows scripted strokes in reports
     if args.epochs is not None:
         params["EPOCHS"] = args.epochs
+    given = {}
     for item in args.param:
         name, sep, value = item.partition("=")
         if not sep or not name.isidentifier():
             raise ValueError(f"bad --param {item!r}; expected NAME=VALUE, e.g. -p EPOCHS=3")
-        params[name] = _literal(value)
-    pipeline.select(pipeline.discover(), args.only)  # a typo fails now, not after generating
+        given[name] = _literal(value)
+    chosen = pipeline.select(pipeline.discover(), args.only)  # a typo fails now, not later
+    pipeline.check_parameters(given, chosen)
+    params |= given
     source = str(smoke_source(args.data, args.smoke))
     if source in synth.PRESETS:
         # Here, with a progress bar in the terminal, rather than silently inside a notebook.

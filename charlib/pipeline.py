@@ -41,6 +41,54 @@ def discover(notebooks: Path | None = None) -> list[Path]:
     return sorted(p for p in folder.glob("*.ipynb") if NOTEBOOK_NAME.match(p.name))
 
 
+def declared(notebooks: list[Path]) -> dict[str, object]:
+    """The parameters the notebooks' parameters cells declare, with their default values."""
+    import ast
+
+    import papermill
+
+    out = {}
+    for notebook in notebooks:
+        for name, info in papermill.inspect_notebook(str(notebook)).items():
+            try:
+                out.setdefault(name, ast.literal_eval(info["default"]))
+            except (ValueError, SyntaxError):
+                out.setdefault(name, None)  # an expression: no type to check against
+    return out
+
+
+def check_parameters(given: dict, notebooks: list[Path]) -> None:
+    """Refuse, before anything runs, a name no chosen notebook declares, or a value whose type
+    differs from the declared default's (an int may stand for a float; None defaults take all)."""
+    import difflib
+
+    known = declared(notebooks)
+    for name, value in given.items():
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            shown = ", ".join(n.name[:2] for n in notebooks)
+            raise ValueError(f"no notebook ({shown}) has a parameter {name!r}{hint}")
+        if not _fits(value, known[name]):
+            default = known[name]
+            raise ValueError(
+                f"parameter {name} takes {type(default).__name__} values (default "
+                f"{default!r}), got {value!r}"
+            )
+
+
+def _fits(value, default) -> bool:
+    """Whether a value may replace a declared default: same type, an int for a float, or
+    anything where the default (or the value) is None."""
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return type(value) is type(default)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
 def select(found: list[Path], only: list[str] | None) -> list[Path]:
     """Notebooks whose number or name is in `only` (all when empty); unknown names fail loudly."""
     if not only:

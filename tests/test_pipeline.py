@@ -120,6 +120,12 @@ def test_cli_data_info(make_dataset):
         (["data", "info", "/no/such/dataset"], "/no/such/dataset: no such file or folder"),
         (["run", "--only", "42"], "unknown notebook 42"),
         (["run", "-p", "oops"], "bad --param 'oops'"),
+        # checked against the notebooks' parameters cells before anything runs
+        (["run", "-p", "EPOCH=3"], "has a parameter 'EPOCH'; did you mean EPOCHS?"),
+        (["run", "--only", "01", "-p", "RUN_NAME=x"], "no notebook (01) has a parameter"),
+        (["run", "-p", "SEED=x"], "parameter SEED takes int values (default 0), got 'x'"),
+        (["run", "-p", "EMA=1"], "parameter EMA takes bool values"),
+        (["run", "-p", "AUGMENTATION=5"], "parameter AUGMENTATION takes dict values"),
     ],
 )
 def test_cli_errors_are_one_line(args, expected):
@@ -138,12 +144,16 @@ def test_param_values_are_literals(monkeypatch, tmp_path):
 
     monkeypatch.setattr(pipeline, "run_all", fake_run_all)
     monkeypatch.setattr(synth, "ensure", lambda preset: seen.setdefault("generated", preset))
-    assert main(["run", "--smoke", "-p", "EPOCHS=3", "-p", "NAME=abc", "-p", "L=[1, 2]"]) == 1
+    given = ["-p", "EPOCHS=3", "-p", "CHARS=abc", "-p", "AUGMENTATION={'rotation': 5}"]
+    assert main(["run", "--smoke", *given]) == 1
     # smoke runs use the small built-in set, generated before the notebooks start
     assert seen.pop("generated") == "synth-small"
     headless = {"RUN_NAME": "default", "INTERACTIVE": False}  # one run for 03-05, no live pad
     assert (
-        seen == {"DATA": "synth", "SMOKE": True, "EPOCHS": 3, "NAME": "abc", "L": [1, 2]} | headless
+        seen
+        == {"DATA": "synth", "SMOKE": True, "EPOCHS": 3, "CHARS": "abc"}
+        | {"AUGMENTATION": {"rotation": 5}}
+        | headless
     )
     assert json.dumps(seen)
     main(["run", "--epochs", "4", "--run-name", "big", "-p", "INTERACTIVE=True"])
