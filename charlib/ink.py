@@ -64,14 +64,10 @@ def find(img: np.ndarray, *, width: float = DEFAULT_WIDTH) -> np.ndarray:
     sigma = max(1.0, max(flat.shape) / 640)
     smooth = ndimage.gaussian_filter(flat, sigma)
     contrast = float(smooth.max() - np.median(smooth[::3, ::3]))  # over the paper's typical level
-    blank = np.zeros(work.shape, np.uint8)
     if contrast < max(MIN_CONTRAST, NOISE_RATIO * noise_level(flat) / (2 * np.sqrt(np.pi) * sigma)):
-        return blank
+        return np.zeros(work.shape, np.uint8)
     level = max(float(threshold_otsu(smooth)), INK_FLOOR * contrast)
-    mask = drop_specks(smooth > level, np.clip(smooth - level, 0, None))
-    if mask.sum() < max(MIN_PIXELS, BLANK_SHARE * mask.size):
-        return blank
-    return even_strokes(mask, width)
+    return kept_strokes(drop_specks(smooth > level, np.clip(smooth - level, 0, None)), width)
 
 
 def drawn(img: np.ndarray, *, width: float = DEFAULT_WIDTH) -> np.ndarray:
@@ -80,9 +76,13 @@ def drawn(img: np.ndarray, *, width: float = DEFAULT_WIDTH) -> np.ndarray:
     There is no paper, light or ruling to take away, so the ink is every pixel over half
     white; strokes are brought to the training width as a photo's are.
     """
-    mask = drop_specks(img > 127)
+    return kept_strokes(drop_specks(img > 127), width)
+
+
+def kept_strokes(mask: np.ndarray, width: float) -> np.ndarray:
+    """The ink left after the specks, at the training width; all black when too little is left."""
     if mask.sum() < max(MIN_PIXELS, BLANK_SHARE * mask.size):
-        return np.zeros(img.shape, np.uint8)
+        return np.zeros(mask.shape, np.uint8)
     return even_strokes(mask, width)
 
 

@@ -14,6 +14,8 @@ import io
 import numpy as np
 from PIL import Image, ImageFilter
 
+from charlib.preprocess import ink_box
+
 DEGRADATIONS = {
     "paper": "off-white paper tone and a lighting gradient across the page",
     "shadow": "a soft-edged shadow over part of the page",
@@ -64,11 +66,10 @@ def render(glyph: np.ndarray, rng: np.random.Generator, degradations=()) -> byte
 
 def _pen(glyph: np.ndarray, char_h: int, rng, d: set) -> np.ndarray:
     """The glyph's ink box scaled to char_h px tall, as pen coverage 0-1 (float32)."""
-    g = np.asarray(glyph, np.float32)
-    rows, cols = np.flatnonzero((g > 40).any(1)), np.flatnonzero((g > 40).any(0))
-    if not len(rows):
+    box = ink_box(np.asarray(glyph, np.uint8), min_pixels=1)
+    if box is None:
         return np.zeros((char_h, char_h), np.float32)
-    g = g[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    g = np.asarray(glyph, np.float32)[box[0] : box[1], box[2] : box[3]]
     scale = char_h / g.shape[0]
     size = (max(1, round(g.shape[1] * scale)), char_h)
     big = Image.fromarray(g.astype(np.uint8)).resize(size, Image.Resampling.BICUBIC)

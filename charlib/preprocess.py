@@ -64,13 +64,9 @@ def is_clean(img: np.ndarray) -> bool:
     return bool(np.count_nonzero(img <= CLEAN_LEVEL) * 2 >= img.size)
 
 
-def to_white_on_black(x) -> np.ndarray:
-    """A path, bytes, PIL image or array (gray/RGB/RGBA; uint8, float 0-1 or bool) -> uint8 H×W."""
-    return decode_any(x)[0]
-
-
 def decode_any(x) -> tuple[np.ndarray, bool]:
-    """Any image input -> (uint8 H×W white-on-black by the frame's median, whether inverted)."""
+    """A path, bytes, PIL image or array (gray/RGB/RGBA; uint8, float 0-1 or bool) -> (uint8 H×W
+    white-on-black by the frame's median, whether it was inverted)."""
     if isinstance(x, (str, os.PathLike)):
         path = Path(x)
         if not path.is_file():
