@@ -5,6 +5,8 @@ on the training device through the same `epoch(n)` interface.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from charlib import augment as aug
@@ -18,12 +20,14 @@ class DeviceBatches:
         self.labels = torch.from_numpy(data.labels).to(dev)
         self.params, self.dev = params, dev
         self.batch = params["batch_size"]
+        self.limit = params.get("steps_per_epoch")  # a time budget's share of the data
 
     def __len__(self) -> int:
         # A last partial batch is dropped (its images come in other epochs' batches): one batch
         # shape means cuDNN autotunes once and batch-norm never sees a handful of images.
         full = len(self.labels) // self.batch
-        return full if full >= 2 else -(-len(self.labels) // self.batch)
+        full = full if full >= 2 else -(-len(self.labels) // self.batch)
+        return min(full, self.limit or full)
 
     @property
     def images_per_epoch(self) -> int:
@@ -77,6 +81,7 @@ class WorkerBatches:
 
     def __init__(self, data, params: dict, dev: torch.device, num_workers: int = 4):
         self.dev = dev
+        self.limit = params.get("steps_per_epoch")  # a time budget's share of the data
         self.loader = torch.utils.data.DataLoader(
             SeedDataset(data, params),
             batch_size=params["batch_size"],
@@ -88,14 +93,14 @@ class WorkerBatches:
         )
 
     def __len__(self) -> int:
-        return len(self.loader)
+        return min(len(self.loader), self.limit or len(self.loader))
 
     @property
     def images_per_epoch(self) -> int:
-        return len(self.loader.dataset)
+        return min(len(self.loader.dataset), len(self) * self.loader.batch_size)
 
     def epoch(self, epoch: int):
-        for x, y in self.loader:
+        for x, y in itertools.islice(self.loader, len(self)):
             yield x.to(self.dev, non_blocking=True), y.to(self.dev)
 
 

@@ -156,12 +156,33 @@ RUN_HELP = "run name under runs/, or a folder (default: the latest trained run)"
 
 def _run_parser(sub) -> None:
     run = sub.add_parser("run", help="run the numbered notebooks and export HTML reports")
-    run.add_argument("--data", default="synth", help="dataset folder/zip, 'synth' or 'synth-small'")
-    run.add_argument("--smoke", action="store_true", help="tiny data and epochs, for a quick check")
+    run.add_argument(
+        "--data",
+        default=None,
+        help="dataset folder/zip, 'synth' (default), 'synth-small' or 'alphanum' (downloaded once)",
+    )
+    run.add_argument(
+        "--smoke", action="store_true", help="tiny data and 1 epoch in runs/smoke, a quick check"
+    )
     run.add_argument("--only", nargs="+", metavar="NN", help="notebooks to run, e.g. 01 02")
-    run.add_argument("--out", default=None, help="report folder (default: reports/)")
-    run.add_argument("--run-name", default="default", help="runs/<name> that 03-05 share")
+    run.add_argument("--out", default=None, help="reports folder (default: reports/)")
+    run.add_argument(
+        "--run-name",
+        default=None,
+        help="runs/<name> that 03-05 share (default: a new one, e.g. synth-20261129-0710)",
+    )
     run.add_argument("--epochs", type=int, default=None, help="training epochs (default: recipe's)")
+    run.add_argument(
+        "--time-budget",
+        type=_budget,
+        default=None,
+        metavar="SECONDS",
+        help="training time limit in seconds, 'auto' (330 on a CPU, none on a GPU: the default) "
+        "or 'none'",
+    )
+    run.add_argument(
+        "--overwrite", action="store_true", help="replace a trained run of the same --run-name"
+    )
     run.add_argument(
         "--cell-timeout",
         type=float,
@@ -223,6 +244,18 @@ def _data_parser(sub) -> None:
     info.add_argument("source", help="dataset folder/zip, 'synth' or 'synth-small'")
 
 
+def _budget(text: str):
+    """--time-budget: 'auto', 'none' or seconds (checked with the other parameters)."""
+    if text.lower() in ("auto", "none"):
+        return None if text.lower() == "none" else "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected seconds, 'auto' or 'none', got {text!r}"
+        ) from None
+
+
 def _literal(text: str):
     import ast
 
@@ -233,13 +266,10 @@ def _literal(text: str):
 
 
 def _run(args) -> None:
-    from charlib import pipeline, synth
-    from charlib.data import smoke_source
+    """Check everything, then run the notebooks: a bad name, value, data source or run name
+    stops here in one line, before the first notebook starts."""
+    from charlib import pipeline
 
-    params = {"DATA": args.data, "SMOKE": args.smoke, "RUN_NAME": args.run_name}
-    params |= {"INTERACTIVE": False}  # the drawing pad shows scripted strokes in reports
-    if args.epochs is not None:
-        params["EPOCHS"] = args.epochs
     given = {}
     for item in args.param:
         name, sep, value = item.partition("=")
@@ -248,17 +278,65 @@ def _run(args) -> None:
         given[name] = _literal(value)
     chosen = pipeline.select(pipeline.discover(), args.only)  # a typo fails now, not later
     pipeline.check_parameters(given, chosen)
+    numbers = {p.name[:2] for p in chosen}
+    params = {"SMOKE": args.smoke, "INTERACTIVE": False}  # the pad shows scripted strokes
+    flags = {"DATA": args.data, "EPOCHS": args.epochs, "TIME_BUDGET": args.time_budget}
+    params |= {k: v for k, v in flags.items() if v is not None}
+    params |= {"OVERWRITE": True} if args.overwrite else {}
     params |= given
-    source = str(smoke_source(args.data, args.smoke))
-    if source in synth.PRESETS:
-        # Here, with a progress bar in the terminal, rather than silently inside a notebook.
-        synth.ensure(source)
+    params["RUN_NAME"] = _run_name(args, params, numbers)
+    _check_data(params, numbers)
     start = time.perf_counter()
-    out = Path(args.out) if args.out else None
     timeout = args.cell_timeout or None  # 0: no limit
-    results = pipeline.run_all(params, only=args.only, out_dir=out, cell_timeout=timeout)
+    reports = Path(args.out) if args.out else None
+    results = pipeline.run_all(params, only=args.only, reports=reports, cell_timeout=timeout)
     index = results[-1].html.parent / "index.html"
-    print(f"{len(results)} notebook(s) ran in {time.perf_counter() - start:.0f} s; open {index}")
+    print(
+        f"{len(results)} notebook(s) ran in {pipeline.duration(time.perf_counter() - start)}; "
+        f"open {index} (every run: {index.parent.parent / 'index.html'})"
+    )
+
+
+def _run_name(args, params: dict, numbers: set[str]) -> str:
+    """The run 03-05 share: runs/smoke for --smoke; the name given; else a new one when 03
+    trains (never an earlier run's folder), or the latest trained run for 04/05."""
+    from charlib import paths, train
+
+    named = args.run_name or params.get("RUN_NAME")
+    if args.smoke and named:
+        raise ValueError("--smoke trains and evaluates its own run (runs/smoke); drop the name")
+    if args.smoke:
+        named = paths.SMOKE_RUN
+    elif not named and "03" in numbers:
+        named = paths.new_run_name(Path(str(params.get("DATA", "synth"))).stem)
+    elif not named:
+        return paths.resolve_run(None).name if numbers & {"04", "05"} else "unnamed"
+    if "03" in numbers:
+        recipe, device = params.get("RECIPE", "fast"), params.get("DEVICE", "auto")
+        knobs = {k.lower(): params.get(k) for k in ("EPOCHS", "BATCH_SIZE", "LR", "STEM")}
+        train.resolve_params(recipe, device=device, time_budget=params.get("TIME_BUDGET"), **knobs)
+        train.check_target(
+            paths.resolve_run(named, trained=False),
+            resume=bool(params.get("RESUME")),
+            overwrite=bool(params.get("OVERWRITE")),
+            smoke=args.smoke,
+        )
+    elif numbers & {"04", "05"}:
+        paths.resolve_run(named)  # it must hold a trained model
+    return named
+
+
+def _check_data(params: dict, numbers: set[str]) -> None:
+    """The data source exists (AlphaNum downloaded, built-in sets generated) before 01 starts."""
+    from charlib import data, synth
+
+    if "DATA" not in params and not numbers & {"01", "02", "03"}:
+        return
+    source = data.smoke_source(params.get("DATA", "synth"), params["SMOKE"])
+    data.check_source(source)
+    if str(source) in synth.PRESETS:
+        # Here, with a progress bar in the terminal, rather than silently inside a notebook.
+        synth.ensure(str(source))
 
 
 def _data(args) -> None:

@@ -18,6 +18,7 @@ from charlib.codes import IMAGE_SIZE, INK_LEVEL, display_label, is_code
 from charlib.files import atomic_write
 from charlib.images import BadImage, decode, fit_square
 from charlib.progress import bar
+from charlib.progress import report as progress_line
 from charlib.sources import SPLITS, DataError, Tree, find_splits, is_system
 
 CACHE_VERSION = 1
@@ -160,7 +161,9 @@ def load_dataset(
     root = _resolve(source, progress=progress)
     found = find_splits(root)
     if isinstance(found, Tree):
-        return _load_unsplit(root, found, size, seed, val_fraction, test_fraction, progress)
+        ds = _load_unsplit(root, found, size, seed, val_fraction, test_fraction, progress)
+        progress_line(str(ds.report).splitlines()[0])
+        return ds
     parts, report = {}, None
     for split in SPLITS:
         tree = found[split]
@@ -174,6 +177,7 @@ def load_dataset(
         parts[split] = part
     classes = _check_classes(root, parts)
     data = {s: _to_chardata(p, classes) for s, p in parts.items()}
+    progress_line(str(report).splitlines()[0] + (" (from cache)" if report.from_cache else ""))
     return Dataset(**data, report=report)
 
 
@@ -188,11 +192,28 @@ def smoke_source(source: str | os.PathLike, smoke: bool) -> str | os.PathLike:
 
 
 def _resolve(source: str | os.PathLike, *, progress: bool) -> Path:
-    from charlib import synth
+    from charlib import download, synth
 
     if str(source) in synth.PRESETS:
         return synth.ensure(str(source), progress=progress)
+    if str(source) == download.ALPHANUM:
+        return download.alphanum(progress=progress)
     return Path(source).expanduser()
+
+
+def check_source(source: str | os.PathLike) -> None:
+    """Refuse, before any work starts, a source that is neither a built-in name nor an existing
+    folder or zip; fetch AlphaNum on first use (offline: `DownloadError`, one line)."""
+    from charlib import download, synth
+
+    names = [*synth.PRESETS, download.ALPHANUM]
+    if str(source) in names:
+        _resolve(source, progress=True)
+    elif not Path(source).expanduser().exists():
+        raise FileNotFoundError(
+            f"{source}: no such dataset folder or .zip; pass a folder in the AlphaNum layout "
+            f"(one folder per ASCII code) or a built-in name: {', '.join(names)}"
+        )
 
 
 def _note(report: LoadReport, split: str, label: str, part: dict) -> None:

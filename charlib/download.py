@@ -24,8 +24,20 @@ USER_AGENT = "charlib-download/0.1 (urllib)"
 NETWORK_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException)
 
 
+ALPHANUM = "alphanum"  # the dataset name DATA / --data take: downloaded on first use
+
+
 class DownloadError(RuntimeError):
     """A failed download; the one-line message names the URL or path and the fix."""
+
+
+def alphanum(*, progress: bool = True) -> Path:
+    """data/alphanum, downloaded on first use: every zip there (only verified ones get their
+    final names) means nothing to fetch, so this needs no network once done."""
+    dest = paths.data_dir() / ALPHANUM
+    if all((dest / name).is_file() for name in FILES):
+        return dest
+    return download_alphanum(dest, progress=progress)
 
 
 def download_alphanum(

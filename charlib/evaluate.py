@@ -17,6 +17,7 @@ from charlib.env import device_name
 from charlib.files import write_json
 from charlib.model import predict_logits
 from charlib.paths import resolve_run
+from charlib.progress import report
 from charlib.sources import SPLITS
 
 FIGURE_DPI = 120
@@ -141,6 +142,7 @@ def predict_split(
     if len(part) == 0:
         raise ValueError(f"{source}: the {split} split holds no images to evaluate")
     dev = device_name(device)
+    report(f"predicting {len(part):,} {split} images of {source} on {dev}")
     model = checkpoint.model_from_checkpoint(ckpt, dev)
     logits = predict_logits(model, part.images, params, torch.device(dev))
     probs = torch.softmax(logits.float(), dim=1).numpy()

@@ -35,6 +35,28 @@ def is_latest(run) -> bool:
     return run is None or run == LATEST
 
 
+DEFAULT_RUN = "default"  # notebook 03's RUN_NAME
+SMOKE_RUN = "smoke"  # the run smoke checks train and evaluate; each replaces the last
+
+
+def run_for(run, smoke: bool):
+    """The run a notebook works on: a smoke check takes runs/smoke in place of the default or
+    the latest run, so it never writes into (or evaluates as) the user's work."""
+    return SMOKE_RUN if smoke and (is_latest(run) or run == DEFAULT_RUN) else run
+
+
+def new_run_name(prefix: str) -> str:
+    """A run name no run or report has yet: '<prefix>-YYYYMMDD-HHMM', then -2, -3, ..."""
+    import time
+
+    base = f"{prefix}-{time.strftime('%Y%m%d-%H%M')}"
+    name, n = base, 1
+    while (runs_dir() / name).exists() or (reports_dir() / name).exists():
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
 def resolve_run(run=None, *, trained: bool = True) -> Path:
     """The folder of a run, the one meaning of RUN_NAME and --run everywhere.
 

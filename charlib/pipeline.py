@@ -6,17 +6,23 @@ import html
 import json
 import os
 import re
+import tempfile
+import threading
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from charlib import paths
-from charlib.progress import OFF_VARIABLE
+from charlib.files import atomic_write, write_json
+from charlib.progress import LOG_VARIABLE, OFF_VARIABLE
 
 NOTEBOOK_NAME = re.compile(r"^(\d\d)_\w+\.ipynb$")
 # Seconds one cell may run before its notebook is stopped: a hung kernel must not hang a batch
 # run forever, and no cell of the pipeline (6 CPU epochs: minutes) comes near it.
 CELL_TIMEOUT = 6 * 3600
+RUN_RECORD = "run.json"  # in each run's report folder: what the overview index lists
+TAIL_EVERY = 0.5  # s between looks at the progress lines a running notebook wrote
 
 
 class NotebookFailed(RuntimeError):
@@ -41,8 +47,9 @@ def discover(notebooks: Path | None = None) -> list[Path]:
     return sorted(p for p in folder.glob("*.ipynb") if NOTEBOOK_NAME.match(p.name))
 
 
-def declared(notebooks: list[Path]) -> dict[str, object]:
-    """The parameters the notebooks' parameters cells declare, with their default values."""
+def declared(notebooks: list[Path]) -> dict[str, tuple[object, str]]:
+    """The parameters the notebooks' parameters cells declare: name -> (default value, type
+    annotation or "None"), e.g. `EPOCHS: "Optional[int]" = None` -> (None, "Optional[int]")."""
     import ast
 
     import papermill
@@ -51,9 +58,10 @@ def declared(notebooks: list[Path]) -> dict[str, object]:
     for notebook in notebooks:
         for name, info in papermill.inspect_notebook(str(notebook)).items():
             try:
-                out.setdefault(name, ast.literal_eval(info["default"]))
+                default = ast.literal_eval(info["default"])
             except (ValueError, SyntaxError):
-                out.setdefault(name, None)  # an expression: no type to check against
+                default = None  # an expression: no type to check against
+            out.setdefault(name, (default, info["inferred_type_name"]))
     return out
 
 
@@ -69,24 +77,33 @@ def check_parameters(given: dict, notebooks: list[Path]) -> None:
             hint = f"; did you mean {close[0]}?" if close else ""
             shown = ", ".join(n.name[:2] for n in notebooks)
             raise ValueError(f"no notebook ({shown}) has a parameter {name!r}{hint}")
-        if not _fits(value, known[name]):
-            default = known[name]
+        default, annotation = known[name]
+        allowed = _types(annotation) or ([type(default)] if default is not None else [])
+        if allowed and not any(_fits(value, kind) for kind in allowed):
+            takes = " or ".join("None" if k is type(None) else k.__name__ for k in allowed)
             raise ValueError(
-                f"parameter {name} takes {type(default).__name__} values (default "
-                f"{default!r}), got {value!r}"
+                f"parameter {name} takes {takes} values (default {default!r}), got {value!r}"
             )
 
 
-def _fits(value, default) -> bool:
-    """Whether a value may replace a declared default: same type, an int for a float, or
-    anything where the default (or the value) is None."""
-    if default is None or value is None:
-        return True
-    if isinstance(default, bool) or isinstance(value, bool):
-        return type(value) is type(default)
-    if isinstance(default, float):
+_TYPE_NAMES = {t.__name__: t for t in (int, float, str, bool, dict, list, tuple)}
+
+
+def _types(annotation: str) -> list[type]:
+    """The types a parameters-cell annotation allows: "Optional[int]" -> [int, NoneType],
+    "Union[float, str, None]" -> [float, str, NoneType]; [] when there is none."""
+    names = re.findall(r"\w+", annotation.replace("Optional", "None,"))
+    kinds = [type(None) if n == "None" else _TYPE_NAMES.get(n) for n in names if n != "Union"]
+    return [] if annotation == "None" or None in kinds else list(dict.fromkeys(kinds))
+
+
+def _fits(value, kind: type) -> bool:
+    """Whether a value is of a declared type: exactly for bools, an int for a float."""
+    if kind is bool or isinstance(value, bool):
+        return type(value) is kind
+    if kind is float:
         return isinstance(value, (int, float))
-    return isinstance(value, type(default))
+    return isinstance(value, kind)
 
 
 def select(found: list[Path], only: list[str] | None) -> list[Path]:
@@ -118,7 +135,9 @@ def run_notebook(
 ) -> NotebookResult:
     """Execute one notebook into out_dir and export it to HTML, also when it fails.
 
-    A cell running longer than `cell_timeout` seconds (None: no limit) stops the notebook.
+    With `progress`, the lines the notebook reports (`progress.report`: stages, one per training
+    epoch) are printed while it runs. A cell running longer than `cell_timeout` seconds (None:
+    no limit) stops the notebook.
     """
     import papermill
     from nbclient.exceptions import CellTimeoutError
@@ -129,41 +148,90 @@ def run_notebook(
     params = {k: v for k, v in parameters.items() if k in wanted}
     start = time.perf_counter()
     error = ""
-    # Progress bars would be stored as widgets that a static report cannot show;
-    # the kernel inherits this environment.
-    saved = os.environ.get(OFF_VARIABLE)
-    os.environ[OFF_VARIABLE] = "0"
-    try:
-        papermill.execute_notebook(
-            str(notebook),
-            str(executed),
-            parameters=params,
-            cwd=str(notebook.parent),
-            kernel_name="python3",
-            progress_bar=progress,
-            log_output=False,
-            execution_timeout=cell_timeout,
-        )
-    except papermill.PapermillExecutionError as e:
-        # [N] is the execution count the HTML report shows beside the cell.
-        error = (
-            f"{notebook.stem} failed in cell [{e.exec_count}] `{_first_line(e.source)}`: "
-            f"{e.ename}: {e.evalue}"
-        )
-    except CellTimeoutError:
-        count, source = _stopped_cell(executed)
-        error = (
-            f"{notebook.stem} timed out in cell [{count}] `{_first_line(source)}`: it ran longer "
-            f"than {cell_timeout:g} s (the cell timeout; --cell-timeout to raise it)"
-        )
-    finally:
-        if saved is None:
-            del os.environ[OFF_VARIABLE]
-        else:
-            os.environ[OFF_VARIABLE] = saved
+    with (
+        tempfile.TemporaryDirectory(prefix="charlib-") as work,
+        _kernel_environment(Path(work), progress),
+    ):
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(executed),
+                parameters=params,
+                cwd=str(notebook.parent),
+                kernel_name="python3",
+                kernel_manager_class=_ipc_kernels(Path(work) / "kernel"),
+                progress_bar=False,
+                log_output=False,
+                execution_timeout=cell_timeout,
+            )
+        except papermill.PapermillExecutionError as e:
+            # [N] is the execution count the HTML report shows beside the cell.
+            error = (
+                f"{notebook.stem} failed in cell [{e.exec_count}] `{_first_line(e.source)}`: "
+                f"{e.ename}: {e.evalue}"
+            )
+        except CellTimeoutError:
+            count, source = _stopped_cell(executed)
+            error = (
+                f"{notebook.stem} timed out in cell [{count}] `{_first_line(source)}`: it ran "
+                f"longer than {cell_timeout:g} s (the cell timeout; --cell-timeout to raise it)"
+            )
     seconds = time.perf_counter() - start
     html_path = export_html(executed, out_dir / f"{notebook.stem}.html")
     return NotebookResult(notebook.stem, executed, html_path, seconds, not error, error)
+
+
+@contextmanager
+def _kernel_environment(work: Path, progress: bool):
+    """What the kernel inherits while a notebook runs: progress bars off (a static report cannot
+    show them) and a file for its progress lines, printed here as they come when `progress`."""
+    log = work / "progress.log"
+    log.touch()
+    saved = {k: os.environ.get(k) for k in (OFF_VARIABLE, LOG_VARIABLE)}
+    os.environ |= {OFF_VARIABLE: "0", LOG_VARIABLE: str(log)}
+    done = threading.Event()
+    tail = threading.Thread(target=_tail, args=(log, done, progress), daemon=True)
+    tail.start()
+    try:
+        yield
+    finally:
+        done.set()
+        tail.join()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _tail(log: Path, done: threading.Event, show: bool) -> None:
+    """Print the lines written to `log` until `done` is set (and those written just before)."""
+    seen = 0
+    while True:
+        finished = done.wait(TAIL_EVERY)
+        with open(log, "rb") as f:
+            f.seek(seen)
+            text = f.read()
+        complete = text[: text.rfind(b"\n") + 1]
+        seen += len(complete)
+        for line in complete.decode("utf-8", "replace").splitlines() if show else []:
+            print(f"      {line}", flush=True)
+        if finished:
+            return
+
+
+def _ipc_kernels(socket_prefix: Path):
+    """A kernel manager class whose kernels listen on Unix sockets in a private folder: no TCP
+    ports, so no kernel warns that its traffic is unencrypted."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IpcKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+            self.ip = str(socket_prefix)
+
+    return IpcKernelManager
 
 
 def _first_line(source: str) -> str:
@@ -216,6 +284,12 @@ def run_summary(run_name) -> dict[str, str]:
     )
     seconds = sum(r["seconds"] for r in history)
     facts["training"] = f"{len(history)} epochs in {seconds:.0f} s"
+    if params.get("plan"):
+        plan = params["plan"]
+        facts["training"] += (
+            f" (time budget {plan['budget']:.0f} s: {plan['steps']} of {plan['full_steps']}"
+            " batches per epoch)"
+        )
     facts["best validation accuracy"] = f"{max(r['val_acc'] for r in history):.1%}"
     try:
         metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -229,74 +303,199 @@ def run_summary(run_name) -> dict[str, str]:
     return facts
 
 
-def write_index(results: list[NotebookResult], out_dir: Path, parameters: dict) -> Path:
-    """reports/index.html: the run's summary, parameters and a link to each notebook's report."""
-    rows = "\n".join(
-        f"<tr><td><a href='{html.escape(r.html.name)}'>{html.escape(r.name)}</a></td>"
-        f"<td class='{'ok' if r.ok else 'fail'}'>{'ok' if r.ok else html.escape(r.error)}</td>"
-        f"<td>{r.seconds:.1f} s</td></tr>"
-        for r in results
-    )
-    params = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{html.escape(repr(v))}</td></tr>"
-        for k, v in parameters.items()
-    )
-    summary = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-        for k, v in run_summary(parameters.get("RUN_NAME", "default")).items()
-    )
-    total = sum(r.seconds for r in results)
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>charlib reports</title>
+def report_name(parameters: dict) -> str:
+    """The reports/<name> folder of the run the parameters name (smoke checks: 'smoke'; None:
+    the latest trained run), so one run's reports never replace another's."""
+    run = paths.run_for(parameters.get("RUN_NAME"), bool(parameters.get("SMOKE")))
+    if paths.is_latest(run):
+        try:
+            return paths.resolve_run(None).name
+        except FileNotFoundError:
+            return "unnamed"
+    return Path(str(run)).name
+
+
+def _page(title: str, body: str) -> str:
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 50rem; color: #222; }}
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222; }}
 table {{ border-collapse: collapse; margin-bottom: 1.5rem; }}
 td, th {{ border-bottom: 1px solid #ddd; padding: .35rem .8rem; text-align: left; }}
-.ok {{ color: #1a7f37; }} .fail {{ color: #b42318; }}
+.ok {{ color: #1a7f37; }} .failed {{ color: #b42318; }} .running {{ color: #9a6700; }}
 </style></head><body>
-<h1>charlib reports</h1>
-<p>Generated {time.strftime("%Y-%m-%d %H:%M:%S")} by <code>python -m charlib run</code>.</p>
-<h2>Run</h2>
-<table>{summary or "<tr><td>no training run yet</td></tr>"}</table>
-<h2>Reports</h2>
-<table><tr><th>notebook</th><th>status</th><th>time</th></tr>
-{rows}
-<tr><th>total</th><td></td><td>{total:.0f} s</td></tr>
-</table>
-<h2>Parameters</h2>
-<table>{params}</table>
+{body}
 </body></html>
 """
+
+
+def _table(rows: list[list[str]], head: list[str] | None = None) -> str:
+    """An HTML table of already-escaped cells."""
+    top = "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" if head else ""
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table>{top}{body}</table>"
+
+
+def write_run_page(record: dict, out_dir: Path) -> Path:
+    """<run>/index.html: the run's summary, its notebooks' reports and times, its parameters."""
+    e = html.escape
+    notebooks = [
+        [
+            f"<a href='{e(n['html'])}'>{e(n['name'])}</a>",
+            f"<span class='{'ok' if n['ok'] else 'failed'}'>"
+            f"{'ok' if n['ok'] else e(n['error'])}</span>",
+            f"{n['seconds']:.1f} s",
+        ]
+        for n in record["notebooks"]
+    ]
+    total = sum(n["seconds"] for n in record["notebooks"])
+    notebooks.append(["<b>total</b>", "", f"{total:.0f} s"])
+    summary = [[f"<b>{e(k)}</b>", e(v)] for k, v in record["summary"].items()]
+    params = [[e(k), e(repr(v))] for k, v in record["parameters"].items()]
+    body = (
+        f"<p><a href='../index.html'>all runs</a></p><h1>Run {e(record['run'])}</h1>"
+        f"<p>Started {e(record['started'])} by <code>python -m charlib run</code>; "
+        f"<span class='{record['status']}'>{e(record['status'])}</span>.</p>"
+        f"<h2>Run</h2>{_table(summary or [['no training run yet']])}"
+        f"<h2>Reports</h2>{_table(notebooks, ['notebook', 'status', 'time'])}"
+        f"<h2>Parameters</h2>{_table(params)}"
+    )
     index = out_dir / "index.html"
-    index.write_text(page, encoding="utf-8")
+    atomic_write(index, lambda f: f.write(_page(f"charlib run {record['run']}", body).encode()))
     return index
+
+
+def write_overview(reports: Path) -> Path:
+    """reports/index.html: every run with reports here, newest first, each linking its page."""
+    records = []
+    for found in reports.glob(f"*/{RUN_RECORD}"):
+        try:
+            records.append(json.loads(found.read_text()))
+        except (OSError, ValueError):
+            continue  # a record being written, or broken by hand: the others still show
+    records.sort(key=lambda r: r.get("started", ""), reverse=True)
+    e = html.escape
+    rows = []
+    for r in records:
+        facts = r.get("summary", {})
+        accuracy = next((v for k, v in facts.items() if k.endswith(" accuracy")), "")
+        status = r.get("status", "?") + (f": {r['error']}" if r.get("error") else "")
+        rows.append(
+            [
+                f"<a href='{e(r['run'])}/index.html'>{e(r['run'])}</a>",
+                e(r.get("started", "")),
+                e(facts.get("data", "")),
+                e(facts.get("device", "")),
+                e(accuracy),
+                f"{sum(n['seconds'] for n in r.get('notebooks', [])):.0f} s",
+                f"<span class='{e(r.get('status', ''))}'>{e(status)}</span>",
+            ]
+        )
+    head = ["run", "started", "data", "device", "accuracy", "time", "status"]
+    body = (
+        "<h1>charlib reports</h1><p>Every run of <code>python -m charlib run</code>, newest "
+        f"first. Updated {time.strftime('%Y-%m-%d %H:%M:%S')}.</p>"
+        + (_table(rows, head) if rows else "<p>No runs yet.</p>")
+    )
+    index = reports / "index.html"
+    atomic_write(index, lambda f: f.write(_page("charlib reports", body).encode()))
+    return index
+
+
+def _record(reports: Path, name: str, parameters: dict) -> dict:
+    """The run's record, continued from an earlier one of the same run (its other notebooks'
+    reports stay listed when only some are rerun)."""
+    try:
+        earlier = json.loads((reports / name / RUN_RECORD).read_text())
+    except (OSError, ValueError):
+        earlier = {}
+    return {
+        "run": name,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "status": "running",
+        "error": "",
+        "parameters": {k: v for k, v in parameters.items()},
+        "notebooks": earlier.get("notebooks", []),
+        "summary": {},
+    }
+
+
+def _save_record(record: dict, reports: Path, result: NotebookResult | None = None) -> None:
+    out_dir = reports / record["run"]
+    if result is not None:
+        entry = {k: v for k, v in asdict(result).items() if k in ("name", "seconds", "ok")}
+        entry |= {"html": result.html.name, "error": result.error}
+        record["notebooks"] = [n for n in record["notebooks"] if n["name"] != result.name]
+        record["notebooks"] = sorted([*record["notebooks"], entry], key=lambda n: n["name"])
+    given = record["parameters"]
+    record["summary"] = run_summary(paths.run_for(given.get("RUN_NAME"), bool(given.get("SMOKE"))))
+    write_json(out_dir / RUN_RECORD, record)
+    write_run_page(record, out_dir)
+    write_overview(reports)
 
 
 def run_all(
     parameters: dict,
     *,
     only: list[str] | None = None,
-    out_dir: Path | None = None,
+    reports: Path | None = None,
     notebooks: Path | None = None,
     progress: bool = True,
     cell_timeout: float | None = CELL_TIMEOUT,
 ) -> list[NotebookResult]:
-    """Run the numbered notebooks in order, stopping at the first that fails (NotebookFailed)."""
-    out_dir = out_dir or paths.reports_dir()
+    """Run the numbered notebooks in order into reports/<run name>/, stopping at the first that
+    fails (NotebookFailed); reports/index.html lists every run. With `progress`, a line per
+    notebook, its reported progress and a table of times are printed."""
+    reports = Path(reports or paths.reports_dir())
     chosen = select(discover(notebooks), only)
     if not chosen:
         raise ValueError(
             f"no numbered notebooks (NN_name.ipynb) in {notebooks or paths.notebooks_dir()}"
         )
+    record = _record(reports, report_name(parameters), parameters)
+    out_dir = reports / record["run"]
     results = []
-    for notebook in chosen:
+    for i, notebook in enumerate(chosen, 1):
         if progress:
-            print(f"running {notebook.name}", flush=True)
+            print(f"[{i}/{len(chosen)}] {notebook.stem}: {title(notebook)}", flush=True)
         result = run_notebook(
             notebook, out_dir, parameters, progress=progress, cell_timeout=cell_timeout
         )
         results.append(result)
-        write_index(results, out_dir, parameters)
+        record |= {"status": "ok" if result.ok else "failed", "error": result.error}
+        record["status"] = "running" if result.ok and i < len(chosen) else record["status"]
+        _save_record(record, reports, result)
+        if progress:
+            print(f"      {'done' if result.ok else 'FAILED'} in {duration(result.seconds)}")
         if not result.ok:
             raise NotebookFailed(f"{result.error} (report: {result.html})")
+    if progress:
+        print(times_table(results))
     return results
+
+
+def title(notebook: Path) -> str:
+    """The first heading of a notebook's first markdown cell, e.g. 'Train a ResNet-18'."""
+    import nbformat
+
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("#"):  # '# 03 · Train a ResNet-18' -> 'Train a ResNet-18'
+                    return re.sub(r"^\d\d\s*\W\s*", "", line.lstrip("# ").strip())
+    return notebook.stem
+
+
+def duration(seconds: float) -> str:
+    """'48 s' or '3 min 12 s'."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
+
+
+def times_table(results: list[NotebookResult]) -> str:
+    """The notebooks' times, for the terminal at the end of a run."""
+    width = max(len(r.name) for r in results)
+    lines = [f"{r.name:<{width}}  {duration(r.seconds):>12}" for r in results]
+    lines.append(f"{'total':<{width}}  {duration(sum(r.seconds for r in results)):>12}")
+    return "\n".join(lines)

@@ -8,6 +8,7 @@ difference between the two is a value in `RECIPES`.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from dataclasses import dataclass
@@ -18,12 +19,12 @@ import torch
 import torch.nn.functional as F
 
 from charlib import augment as aug
-from charlib import checkpoint, ink, preprocess
+from charlib import budget, checkpoint, ink, preprocess
 from charlib.batches import SOURCES
 from charlib.env import device_name, environment
 from charlib.files import write_json
 from charlib.model import evaluate_loss, forward, prepare, resnet18
-from charlib.progress import bar
+from charlib.progress import bar, report
 from charlib.schedule import Schedule, optimizer
 
 RECIPES = {
@@ -68,8 +69,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_params(recipe: str = "fast", *, device: str = "auto", **overrides) -> dict:
-    """Every knob of a run: the recipe's defaults (CPU-sized on a CPU), then the overrides."""
+def resolve_params(
+    recipe: str = "fast", *, device: str = "auto", time_budget=None, **overrides
+) -> dict:
+    """Every knob of a run: the recipe's defaults (CPU-sized on a CPU), then the overrides.
+
+    `time_budget`: seconds for the whole of `fit`, None (no limit) or "auto" (`budget.CPU_BUDGET`
+    on a CPU, none on a GPU, which keeps its epoch count).
+    """
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; expected 'fast' or 'seed'")
     dev = device_name(device)
@@ -82,7 +89,33 @@ def resolve_params(recipe: str = "fast", *, device: str = "auto", **overrides) -
             raise ValueError(f"{key} must be a positive integer, got {params[key]!r}")
     if not params["lr"] > 0:
         raise ValueError(f"lr must be positive, got {params['lr']!r}")
+    if time_budget == "auto":
+        time_budget = budget.CPU_BUDGET if dev == "cpu" else None
+    params["time_budget"] = budget.check(time_budget)
     return params
+
+
+def check_target(run_dir, *, resume: bool, overwrite: bool, smoke: bool = False) -> None:
+    """Refuse, in one line, to start over in a folder holding a trained run: the user's work is
+    replaced only when asked (overwrite), continued only when asked (resume). A smoke check may
+    replace an earlier smoke check."""
+    run_dir = Path(run_dir)
+    held = [n for n in ("best.pt", "last.pt") if (run_dir / n).is_file()]
+    if not held or overwrite or (resume and "last.pt" in held):
+        return
+    try:
+        earlier = json.loads((run_dir / "params.json").read_text())
+        history = json.loads((run_dir / "history.json").read_text())
+    except (OSError, ValueError):
+        earlier, history = {}, []
+    if smoke and earlier.get("smoke"):
+        return
+    what = f"{len(history)} epochs, best validation {max(r['val_acc'] for r in history):.1%}"
+    raise ValueError(
+        f"{run_dir} already holds a trained run ({what if history else ', '.join(held)}); "
+        "choose another run name, or overwrite it (OVERWRITE=True, --overwrite) or continue it "
+        "(RESUME=True)"
+    )
 
 
 def fit(
@@ -106,6 +139,9 @@ def fit(
     checkpoint_every: int = 10,
     num_workers: int = 4,
     resume: bool = True,
+    overwrite: bool = False,
+    time_budget=None,
+    smoke: bool = False,
     progress: bool = True,
     callback=None,
     data_source: str | None = None,
@@ -114,22 +150,55 @@ def fit(
 
     Writes run_dir/params.json, history.json, last.pt (every epoch), best.pt and epoch_NNN.pt
     (every `checkpoint_every` epochs). With resume=True a run_dir holding last.pt continues
-    after its last finished epoch. `callback(record, history)` runs after each epoch.
+    after its last finished epoch; a run_dir holding a trained run is otherwise refused unless
+    overwrite=True (`smoke` runs may replace smoke runs). `time_budget` (seconds, "auto" or None)
+    sizes the run to end in time (`budget`). `callback(record, history)` runs after each epoch.
     `data_source` (a folder, zip or preset name) is recorded so evaluation can find the data.
     """
+    start = time.perf_counter()
     knobs = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "img_size": img_size}
-    params = resolve_params(recipe, device=device, stem=stem, **knobs)
+    params = resolve_params(recipe, device=device, stem=stem, time_budget=time_budget, **knobs)
     params |= _run_facts(train, val, params, data_source)
     params |= {"pretrained": pretrained, "compile": compile, "ema": ema, "seed": seed}
-    params |= {"patience": patience, "checkpoint_every": checkpoint_every}
+    params |= {"patience": patience, "checkpoint_every": checkpoint_every, "smoke": smoke}
     params["augmentation"] = aug.settings(augmentation)  # checked before anything starts
     run_dir = Path(run_dir)
+    resuming = resume and (run_dir / "last.pt").is_file()
+    check_target(run_dir, resume=resume, overwrite=overwrite, smoke=smoke)
     run_dir.mkdir(parents=True, exist_ok=True)
     t = _setup(train, params, num_workers)
+    _plan(t, val, run_dir if resuming else None, start)
     best = _start(t, run_dir, resume)
     write_json(run_dir / "params.json", {**params, "environment": environment()})
     history = _loop(t, val, run_dir, best, progress=progress, callback=callback)
-    return summarize(history, params, run_dir)
+    return summarize(history, params, run_dir) | {"fit_seconds": time.perf_counter() - start}
+
+
+def _plan(t: _Training, val, resumed: Path | None, start: float) -> None:
+    """Size the run to its time budget (measured here, or the resumed run's own plan), then
+    build the schedule over the steps it will take."""
+    p = t.params
+    if resumed is not None:
+        try:
+            earlier = json.loads((resumed / "params.json").read_text())
+        except (OSError, ValueError):
+            earlier = {}
+        if earlier.get("plan"):  # a budgeted run goes on as planned, whatever is passed now
+            p |= {k: earlier[k] for k in ("epochs", "steps_per_epoch", "plan", "time_budget")}
+    elif p["time_budget"] is not None:
+        step, overhead = budget.measure(t, val)
+        plan = budget.choose(
+            p["time_budget"],
+            p["time_budget"] - (time.perf_counter() - start),
+            epochs=p["epochs"],
+            full_steps=len(t.batches),
+            step_seconds=step,
+            epoch_overhead=overhead,
+        )
+        p |= {"epochs": plan.epochs, "steps_per_epoch": plan.steps, "plan": plan.record()}
+        report(plan.describe(p["batch_size"]))
+    t.batches.limit = p.get("steps_per_epoch")
+    t.schedule = Schedule(t.opt, p, steps_per_epoch=len(t.batches))
 
 
 def _loop(t: _Training, val, run_dir: Path, best: dict, *, progress: bool, callback) -> list:
@@ -138,10 +207,14 @@ def _loop(t: _Training, val, run_dir: Path, best: dict, *, progress: bool, callb
     epochs = t.params["epochs"]
     todo = range(done + 1, epochs + 1)
     epochs_bar = bar(todo, enabled=progress, desc="epochs", initial=done, total=epochs)
+    took = []
     for epoch in epochs_bar:
+        start = time.perf_counter()
         record = _epoch(t, val, epoch, progress)
         history.append(record)
         _save(t, run_dir, history, best)
+        took.append(time.perf_counter() - start)
+        report(epoch_line(record, epochs, took))
         epochs_bar.set_postfix(
             val_acc=f"{record['val_acc']:.3f}", best=f"{best['best_val_acc']:.3f}"
         )
@@ -179,8 +252,8 @@ class _Training:
     step: torch.nn.Module
     batches: object
     opt: torch.optim.Optimizer
-    schedule: Schedule
     averaged: torch.optim.swa_utils.AveragedModel | None
+    schedule: Schedule | None = None  # built once the run is planned (`_plan`)
 
     @property
     def judge(self) -> torch.nn.Module:
@@ -189,7 +262,7 @@ class _Training:
 
 
 def _setup(train, params: dict, num_workers: int) -> _Training:
-    """Seed, build the model on the device, the batch source, optimiser, schedule and EMA."""
+    """Seed, build the model on the device, the batch source, optimiser and EMA."""
     dev = torch.device(params["device"])
     seed_everything(params["seed"])
     if dev.type == "cuda":
@@ -203,14 +276,13 @@ def _setup(train, params: dict, num_workers: int) -> _Training:
     model = prepare(net, dev)
     batches = SOURCES[params["batches"]](train, params, dev, num_workers)
     opt = optimizer(model, params)
-    schedule = Schedule(opt, params, steps_per_epoch=len(batches))
     averaged = None
     if params["ema"]:
         averaged = torch.optim.swa_utils.AveragedModel(
             model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.999), use_buffers=True
         )
     step = torch.compile(model) if params["compile"] else model
-    return _Training(params, dev, model, step, batches, opt, schedule, averaged)
+    return _Training(params, dev, model, step, batches, opt, averaged)
 
 
 def _start(t: _Training, run_dir: Path, resume: bool) -> dict:
@@ -239,8 +311,20 @@ def _epoch(t: _Training, val, epoch: int, progress: bool) -> dict:
         "val_acc": val_acc,
         "lr": t.opt.param_groups[0]["lr"],
         "seconds": round(seconds, 3),
+        "images": t.batches.images_per_epoch,
         "images_per_s": round(t.batches.images_per_epoch / seconds, 1),
     }
+
+
+def epoch_line(record: dict, epochs: int, took: list[float]) -> str:
+    """'epoch 2/6  loss 1.234  validation 81.2%  41 s  about 2 min 44 s left' for the terminal."""
+    left = (epochs - record["epoch"]) * sum(took) / len(took)
+    eta = f"about {int(left // 60)} min {left % 60:.0f} s left" if left >= 60 else ""
+    eta = eta or (f"about {left:.0f} s left" if record["epoch"] < epochs else "done")
+    return (
+        f"epoch {record['epoch']}/{epochs}  loss {record['train_loss']:.3f}  "
+        f"validation {record['val_acc']:.1%}  {took[-1]:.0f} s  {eta}"
+    )
 
 
 def _train_epoch(t: _Training, epoch: int, progress: bool) -> tuple[float, float]:
@@ -298,4 +382,6 @@ def summarize(history: list[dict], params: dict, run_dir: Path) -> dict:
         "final_val_acc": history[-1]["val_acc"],
         "train_seconds": round(seconds, 2),
         "images_per_s": round(sum(r["images_per_s"] * r["seconds"] for r in history) / seconds, 1),
+        "images_seen": sum(r.get("images", 0) for r in history),
+        "time_budget": params.get("time_budget"),
     }

@@ -31,6 +31,7 @@ ORDER = [
     "batches",
     "model",
     "schedule",
+    "budget",
     "checkpoint",
     "train",
     "plots",
