@@ -174,7 +174,6 @@ def _run_parser(sub) -> None:
     run.add_argument("--epochs", type=int, default=None, help="training epochs (default: recipe's)")
     run.add_argument(
         "--time-budget",
-        type=_budget,
         default=None,
         metavar="SECONDS",
         help="training time limit in seconds, 'auto' (330 on a CPU, none on a GPU: the default) "
@@ -245,15 +244,13 @@ def _data_parser(sub) -> None:
 
 
 def _budget(text: str):
-    """--time-budget: 'auto', 'none' or seconds (checked with the other parameters)."""
+    """--time-budget: 'auto', 'none' or seconds (their sign is checked with the parameters)."""
     if text.lower() in ("auto", "none"):
         return None if text.lower() == "none" else "auto"
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected seconds, 'auto' or 'none', got {text!r}"
-        ) from None
+        raise ValueError(f"--time-budget takes seconds, 'auto' or 'none', got {text!r}") from None
 
 
 def _literal(text: str):
@@ -280,8 +277,10 @@ def _run(args) -> None:
     pipeline.check_parameters(given, chosen)
     numbers = {p.name[:2] for p in chosen}
     params = {"SMOKE": args.smoke, "INTERACTIVE": False}  # the pad shows scripted strokes
-    flags = {"DATA": args.data, "EPOCHS": args.epochs, "TIME_BUDGET": args.time_budget}
+    flags = {"DATA": args.data, "EPOCHS": args.epochs}
     params |= {k: v for k, v in flags.items() if v is not None}
+    if args.time_budget is not None:
+        params["TIME_BUDGET"] = _budget(args.time_budget)
     params |= {"OVERWRITE": True} if args.overwrite else {}
     params |= given
     params["RUN_NAME"] = _run_name(args, params, numbers)
@@ -328,15 +327,12 @@ def _run_name(args, params: dict, numbers: set[str]) -> str:
 
 def _check_data(params: dict, numbers: set[str]) -> None:
     """The data source exists (AlphaNum downloaded, built-in sets generated) before 01 starts."""
-    from charlib import data, synth
+    from charlib import data
 
     if "DATA" not in params and not numbers & {"01", "02", "03"}:
         return
-    source = data.smoke_source(params.get("DATA", "synth"), params["SMOKE"])
-    data.check_source(source)
-    if str(source) in synth.PRESETS:
-        # Here, with a progress bar in the terminal, rather than silently inside a notebook.
-        synth.ensure(str(source))
+    # Generated or downloaded here, with a progress bar, rather than silently inside a notebook.
+    data.check_source(data.smoke_source(params.get("DATA", "synth"), params["SMOKE"]))
 
 
 def _data(args) -> None:

@@ -92,7 +92,8 @@ _TYPE_NAMES = {t.__name__: t for t in (int, float, str, bool, dict, list, tuple)
 def _types(annotation: str) -> list[type]:
     """The types a parameters-cell annotation allows: "Optional[int]" -> [int, NoneType],
     "Union[float, str, None]" -> [float, str, NoneType]; [] when there is none."""
-    names = re.findall(r"\w+", annotation.replace("Optional", "None,"))
+    names = re.findall(r"\w+", annotation.replace("Optional", ""))
+    names += ["None"] if annotation.startswith("Optional") else []
     kinds = [type(None) if n == "None" else _TYPE_NAMES.get(n) for n in names if n != "Union"]
     return [] if annotation == "None" or None in kinds else list(dict.fromkeys(kinds))
 
@@ -307,6 +308,8 @@ def report_name(parameters: dict) -> str:
     """The reports/<name> folder of the run the parameters name (smoke checks: 'smoke'; None:
     the latest trained run), so one run's reports never replace another's."""
     run = paths.run_for(parameters.get("RUN_NAME"), bool(parameters.get("SMOKE")))
+    if paths.is_latest(run) and "RUN_NAME" not in parameters and run is None:
+        return "unnamed"  # notebooks that name no run
     if paths.is_latest(run):
         try:
             return paths.resolve_run(None).name

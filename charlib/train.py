@@ -103,19 +103,26 @@ def check_target(run_dir, *, resume: bool, overwrite: bool, smoke: bool = False)
     held = [n for n in ("best.pt", "last.pt") if (run_dir / n).is_file()]
     if not held or overwrite or (resume and "last.pt" in held):
         return
-    try:
-        earlier = json.loads((run_dir / "params.json").read_text())
-        history = json.loads((run_dir / "history.json").read_text())
-    except (OSError, ValueError):
-        earlier, history = {}, []
+    earlier, history = (
+        _read_json(run_dir / n, d) for n, d in (("params.json", {}), ("history.json", []))
+    )
     if smoke and earlier.get("smoke"):
         return
-    what = f"{len(history)} epochs, best validation {max(r['val_acc'] for r in history):.1%}"
+    what = ", ".join(held)
+    if history:
+        what = f"{len(history)} epochs, best validation {max(r['val_acc'] for r in history):.1%}"
     raise ValueError(
-        f"{run_dir} already holds a trained run ({what if history else ', '.join(held)}); "
+        f"{run_dir} already holds a trained run ({what}); "
         "choose another run name, or overwrite it (OVERWRITE=True, --overwrite) or continue it "
         "(RESUME=True)"
     )
+
+
+def _read_json(path: Path, default):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
 
 
 def fit(
@@ -179,10 +186,7 @@ def _plan(t: _Training, val, resumed: Path | None, start: float) -> None:
     build the schedule over the steps it will take."""
     p = t.params
     if resumed is not None:
-        try:
-            earlier = json.loads((resumed / "params.json").read_text())
-        except (OSError, ValueError):
-            earlier = {}
+        earlier = _read_json(resumed / "params.json", {})
         if earlier.get("plan"):  # a budgeted run goes on as planned, whatever is passed now
             p |= {k: earlier[k] for k in ("epochs", "steps_per_epoch", "plan", "time_budget")}
     elif p["time_budget"] is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -144,33 +145,62 @@ def tiny_run(isolated_dirs) -> Path:
     return run_dir
 
 
-# The notebooks run once per session, all five on one smoke run, like `charlib run --smoke`.
+# The notebooks run once per session, all five, through `charlib run --smoke` with these.
 SMOKE_PARAMS = {
-    "DATA": "synth-small",
-    "SMOKE": True,
-    "RUN_NAME": "smoke-run",
     "SEED": 1,
     "SAMPLES_PER_CLASS": 3,
-    "INTERACTIVE": False,
     "AUGMENTATION": {"rotation": 10.0},  # 02 must preview, and 03 train with, exactly this
-    "IGNORED": 1,  # a parameter no notebook declares: ignored, listed in the index
 }
 CELL_TIMEOUT = 300  # s per cell in tests: a hung kernel fails the test instead of hanging CI
 
 
-@pytest.fixture(scope="session")
-def smoke_reports(isolated_dirs):
-    """{notebook name: NotebookResult} of the five notebooks run once in smoke mode."""
-    from charlib import pipeline
+def hashes(root: Path, *, skip=()) -> dict[str, str]:
+    """sha256 of every file under root (paths relative), leaving out those under `skip`."""
+    import hashlib
 
-    out = isolated_dirs / "reports"
-    try:
-        results = pipeline.run_all(
-            SMOKE_PARAMS, out_dir=out, progress=False, cell_timeout=CELL_TIMEOUT
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not any(p.is_relative_to(root / s) for s in skip)
+    }
+
+
+@pytest.fixture(scope="session")
+def smoke_cli(isolated_dirs, tiny_run):
+    """`charlib run --smoke` beside a user's trained run (runs/tiny) and its reports: the
+    NotebookResults by name, and hashes of everything else in runs/ and reports/ before/after."""
+    from charlib import pipeline
+    from charlib.cli import main
+
+    reports = isolated_dirs / "reports"
+    (reports / "tiny").mkdir(parents=True, exist_ok=True)
+    (reports / "tiny" / "03_train_gpu.html").write_text("<p>the user's report</p>")
+    skip = ("smoke", "index.html")  # the smoke run's own folders; the index lists every run
+    before = hashes(isolated_dirs / "runs", skip=skip) | hashes(reports, skip=skip)
+    given = [x for k, v in SMOKE_PARAMS.items() for x in ("-p", f"{k}={v!r}")]
+    args = ["run", "--smoke", "--out", str(reports), "--cell-timeout", str(CELL_TIMEOUT)]
+    if main([*args, *given]) != 0:
+        pytest.fail("the smoke pipeline failed (its error is in the captured stderr)")
+    after = hashes(isolated_dirs / "runs", skip=skip) | hashes(reports, skip=skip)
+    record = json.loads((reports / "smoke" / pipeline.RUN_RECORD).read_text())
+    results = {
+        n["name"]: pipeline.NotebookResult(
+            n["name"],
+            reports / "smoke" / f"{n['name']}.ipynb",
+            reports / "smoke" / n["html"],
+            n["seconds"],
+            n["ok"],
+            n["error"],
         )
-    except pipeline.NotebookFailed as e:
-        pytest.fail(f"the smoke pipeline failed: {e}")
-    return {r.name: r for r in results}
+        for n in record["notebooks"]
+    }
+    return results, before, after
+
+
+@pytest.fixture(scope="session")
+def smoke_reports(smoke_cli):
+    """{notebook name: NotebookResult} of the five notebooks run once in smoke mode."""
+    return smoke_cli[0]
 
 
 class _Evil:

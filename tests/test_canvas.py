@@ -169,7 +169,7 @@ def test_notebook_05_headless(smoke_reports):
     outs = outputs(result.executed)
     assert not errors(outs)
     text = text_of(outs)
-    assert "smoke-run" in text and "validation accuracy" in text
+    assert "smoke" in text and "validation accuracy" in text
     assert "INTERACTIVE=False" in text and "status: nothing drawn" in text
     # four photos of characters on paper, each read by the same predictor
     assert all(f"photo {i}/4: " in text for i in range(1, 5))

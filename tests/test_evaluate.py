@@ -193,8 +193,8 @@ def test_notebook_04_smoke(smoke_reports):
     assert figures(outs) == 5
     text = text_of(outs)
     assert "test accuracy" in text and "top-5" in text and "macro F1" in text
-    assert "380 test images of synth-small" in text and "smoke-run" in text
-    run = pipeline.paths.runs_dir() / "smoke-run"
+    assert "380 test images of synth-small" in text and "smoke" in text
+    run = pipeline.paths.runs_dir() / "smoke"
     for name in FILES:
         assert (run / name).is_file(), name
     assert (result.html.parent / "04_evaluate.html").is_file()

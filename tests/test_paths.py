@@ -43,9 +43,9 @@ def test_a_run_argument_of_the_wrong_kind_is_one_line(runs, bad):
 def test_notebook_03_refuses_to_start_the_latest_run_over(tiny_run, tmp_path):
     """RUN_NAME=None (the latest run) with RESUME=False would delete that run: refused."""
     before = snapshot(runs_dir())
-    params = {"DATA": "synth-small", "SMOKE": True, "RUN_NAME": None, "RESUME": False}
+    params = {"DATA": "synth-small", "RUN_NAME": None, "RESUME": False}
     with pytest.raises(pipeline.NotebookFailed, match="is the latest run .*RESUME=True"):
         pipeline.run_all(
-            params, only=["03"], out_dir=tmp_path, progress=False, cell_timeout=CELL_TIMEOUT
+            params, only=["03"], reports=tmp_path, progress=False, cell_timeout=CELL_TIMEOUT
         )
     assert snapshot(runs_dir()) == before  # every run untouched

@@ -6,6 +6,7 @@ Tests that start a kernel are marked `notebook`; the command-line checks around 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -33,6 +34,18 @@ def test_notebook_01_smoke(smoke_reports):
     assert html.count('<img alt="') == 5 and "ProgressModel" not in html
     index = (result.html.parent / "index.html").read_text()
     assert "01_explore_data.html" in index and "SAMPLES_PER_CLASS" in index
+    assert result.html.parent.name == "smoke"  # the smoke check's own reports folder
+
+
+@pytest.mark.notebook
+def test_a_smoke_check_leaves_the_users_runs_and_reports_byte_identical(smoke_cli):
+    _, before, after = smoke_cli
+    assert any(name.startswith("tiny/") and name.endswith("best.pt") for name in before)
+    assert any(name.endswith("03_train_gpu.html") for name in before)
+    assert after == before
+    reports = pipeline.paths.runs_dir().parent / "reports"
+    overview = (reports / "index.html").read_text()
+    assert "smoke/index.html" in overview  # the index lists the smoke run beside the others
 
 
 def _notebook(path, *sources):
@@ -57,18 +70,53 @@ def test_failing_notebook_stops_the_run(tmp_path):
     _notebook(nbs / "02_broken.ipynb", "Y = 2", "raise ValueError('boom')")
     _notebook(nbs / "03_never.ipynb", "print('unreachable')")
     (nbs / "scratch.ipynb").write_text("{}")  # not numbered: never run
-    out = tmp_path / "reports"
+    reports = tmp_path / "reports"
     with pytest.raises(pipeline.NotebookFailed) as info:
         pipeline.run_all(
-            {"X": 5}, out_dir=out, notebooks=nbs, progress=False, cell_timeout=CELL_TIMEOUT
+            {"X": 5, "IGNORED": 1},
+            reports=reports,
+            notebooks=nbs,
+            progress=False,
+            cell_timeout=CELL_TIMEOUT,
         )
     message = str(info.value)
     # cell [4]: papermill inserts the injected-parameters cell after the parameters cell
     assert "02_broken failed in cell [4] `raise ValueError('boom')`: ValueError: boom" in message
+    out = reports / "unnamed"  # no RUN_NAME: the notebooks' reports still get a folder
     assert (out / "02_broken.html").is_file()  # the failing notebook's report is still written
     assert not (out / "03_never.ipynb").exists()
     assert "boom" in (out / "index.html").read_text()
+    assert "IGNORED" in (out / "index.html").read_text()  # listed, though no notebook takes it
     assert "5" in text_of(outputs(out / "01_fine.ipynb"))  # parameters were injected
+
+
+@pytest.mark.notebook
+def test_a_failed_run_keeps_the_earlier_runs_in_the_index(tmp_path, capfd):
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    _notebook(
+        nbs / "01_work.ipynb",
+        "from charlib.progress import report",
+        "for i in range(3):\n    report(f'step {i + 1} of 3')",
+        "assert X == 1, 'X must be 1'",
+    )
+    reports = tmp_path / "reports"
+    kw = {"reports": reports, "notebooks": nbs, "cell_timeout": CELL_TIMEOUT}
+    pipeline.run_all({"X": 1, "RUN_NAME": "good"}, **kw)
+    shown = capfd.readouterr()
+    # the notebook's progress lines came to the terminal, then the table of times
+    assert "[1/1] 01_work" in shown.out and "      step 3 of 3" in shown.out
+    assert "total" in shown.out.splitlines()[-1]
+    assert "without encryption" not in shown.err  # kernels talk over IPC, not TCP
+    assert "step 3 of 3" not in (reports / "good" / "01_work.html").read_text()
+    with pytest.raises(pipeline.NotebookFailed):
+        pipeline.run_all({"X": 2, "RUN_NAME": "bad"}, progress=False, **kw)
+    index = (reports / "index.html").read_text()
+    assert "good/index.html" in index and "bad/index.html" in index
+    assert "X must be 1" in index and index.index("bad/") < index.index("good/")  # newest first
+    assert (reports / "good" / "01_work.html").is_file()  # the earlier run's report is there
+    record = json.loads((reports / "bad" / pipeline.RUN_RECORD).read_text())
+    assert record["status"] == "failed" and "X must be 1" in record["error"]
 
 
 @pytest.mark.notebook
@@ -76,10 +124,11 @@ def test_a_cell_past_the_timeout_stops_the_notebook(tmp_path):
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
     _notebook(nbs / "01_slow.ipynb", "import time", "time.sleep(60)", "print('never')")
-    out = tmp_path / "reports"
+    reports = tmp_path / "reports"
     with pytest.raises(pipeline.NotebookFailed) as info:
-        pipeline.run_all({}, out_dir=out, notebooks=nbs, progress=False, cell_timeout=3)
+        pipeline.run_all({}, reports=reports, notebooks=nbs, progress=False, cell_timeout=3)
     message = str(info.value)
+    out = reports / "unnamed"
     assert "01_slow timed out in cell [3] `time.sleep(60)`: it ran longer than 3 s" in message
     assert "--cell-timeout" in message and (out / "01_slow.html").is_file()
     assert "never" not in text_of(outputs(out / "01_slow.ipynb"))
@@ -126,13 +175,65 @@ def test_cli_data_info(make_dataset):
         (["run", "-p", "SEED=x"], "parameter SEED takes int values (default 0), got 'x'"),
         (["run", "-p", "EMA=1"], "parameter EMA takes bool values"),
         (["run", "-p", "AUGMENTATION=5"], "parameter AUGMENTATION takes dict values"),
+        # None defaults are typed by their annotation: `EPOCHS: "Optional[int]" = None`
+        (["run", "-p", "EPOCHS=many"], "parameter EPOCHS takes int or None values"),
+        (["run", "-p", "LR=fast"], "parameter LR takes float or None values"),
+        (["run", "-p", "TIME_BUDGET=[1]"], "parameter TIME_BUDGET takes float or str or None"),
+        (["run", "--time-budget", "soon"], "--time-budget takes seconds, 'auto' or 'none'"),
+        (["run", "--time-budget", "-5"], "time budget must be a positive number of seconds"),
+        (["run", "-p", "TIME_BUDGET=0"], "time budget must be a positive number of seconds"),
+        (["run", "-p", "TIME_BUDGET='soon'"], "time budget must be a positive number"),
+        (["run", "--epochs", "0"], "epochs must be a positive integer, got 0"),
+        (["run", "--smoke", "--run-name", "x"], "--smoke trains and evaluates its own run"),
+        (["run", "--data", "/nonexistent"], "/nonexistent: no such dataset folder or .zip"),
+        (["run", "--data", "emnist"], "built-in name: synth, synth-small, alphanum"),
     ],
 )
-def test_cli_errors_are_one_line(args, expected):
-    done = run_cli(*args)
+def test_cli_errors_are_one_line(args, expected, isolated_dirs, tmp_path):
+    out = ["--out", str(tmp_path / "reports")] if args[0] == "run" else []
+    done = run_cli(*args, *out)
     assert done.returncode == 1
     assert expected in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "reports").exists()  # refused before anything ran
+
+
+# what a faked run_all returns: one notebook that ran
+DONE = [pipeline.NotebookResult("03_x", Path("r/03_x.ipynb"), Path("r/03_x.html"), 1.0, True)]
+
+
+def test_an_existing_run_is_refused_unless_overwrite(monkeypatch, isolated_dirs, capsys):
+    run = pipeline.paths.runs_dir() / "mine"
+    run.mkdir(parents=True)
+    (run / "best.pt").write_bytes(b"weights")
+    (run / "last.pt").write_bytes(b"state")
+    (run / "history.json").write_text(json.dumps([{"epoch": 1, "val_acc": 0.5}]))
+    seen = {}
+    monkeypatch.setattr(pipeline, "run_all", lambda params, **kw: seen.update(params) or DONE)
+    monkeypatch.setattr(synth, "ensure", lambda preset, **kw: preset)
+    assert main(["run", "--run-name", "mine", "--only", "03"]) == 1
+    err = capsys.readouterr().err
+    assert "already holds a trained run (1 epochs, best validation 50.0%)" in err
+    assert "--overwrite" in err and not seen
+    assert (run / "best.pt").read_bytes() == b"weights"
+    main(["run", "--run-name", "mine", "--only", "03", "--overwrite"])  # asked for: goes ahead
+    assert seen["RUN_NAME"] == "mine" and seen["OVERWRITE"] is True
+    seen.clear()
+    main(["run", "--run-name", "mine", "--only", "03", "-p", "RESUME=True"])  # continued
+    assert seen["RESUME"] is True
+
+
+def test_unnamed_runs_get_a_new_name(monkeypatch, isolated_dirs):
+    seen = []
+    monkeypatch.setattr(pipeline, "run_all", lambda params, **kw: seen.append(params) or DONE)
+    monkeypatch.setattr(pipeline.paths, "reports_dir", lambda: isolated_dirs / "reports")
+    monkeypatch.setattr(synth, "ensure", lambda preset, **kw: preset)
+    for _ in range(2):
+        main(["run", "--only", "03"])
+        (pipeline.paths.runs_dir() / seen[-1]["RUN_NAME"]).mkdir(parents=True)
+    first, second = (p["RUN_NAME"] for p in seen)
+    assert first.startswith("synth-") and second.startswith("synth-")
+    assert second != first  # never an earlier run's folder (-2 within the same minute)
 
 
 def test_param_values_are_literals(monkeypatch, tmp_path):
@@ -143,21 +244,25 @@ def test_param_values_are_literals(monkeypatch, tmp_path):
         raise pipeline.NotebookFailed("stop here")
 
     monkeypatch.setattr(pipeline, "run_all", fake_run_all)
-    monkeypatch.setattr(synth, "ensure", lambda preset: seen.setdefault("generated", preset))
+    monkeypatch.setattr(synth, "ensure", lambda preset, **kw: seen.setdefault("generated", preset))
     given = ["-p", "EPOCHS=3", "-p", "CHARS=abc", "-p", "AUGMENTATION={'rotation': 5}"]
     assert main(["run", "--smoke", *given]) == 1
     # smoke runs use the small built-in set, generated before the notebooks start
     assert seen.pop("generated") == "synth-small"
-    headless = {"RUN_NAME": "default", "INTERACTIVE": False}  # one run for 03-05, no live pad
+    headless = {"RUN_NAME": "smoke", "INTERACTIVE": False}  # its own run for 03-05, no live pad
     assert (
         seen
-        == {"DATA": "synth", "SMOKE": True, "EPOCHS": 3, "CHARS": "abc"}
+        == {"SMOKE": True, "EPOCHS": 3, "CHARS": "abc"}
         | {"AUGMENTATION": {"rotation": 5}}
         | headless
     )
     assert json.dumps(seen)
     main(["run", "--epochs", "4", "--run-name", "big", "-p", "INTERACTIVE=True"])
     assert seen["EPOCHS"] == 4 and seen["RUN_NAME"] == "big" and seen["INTERACTIVE"] is True
+    main(["run", "--run-name", "big", "--time-budget", "90"])
+    assert seen["TIME_BUDGET"] == 90.0
+    main(["run", "--run-name", "big", "--time-budget", "none"])
+    assert seen["TIME_BUDGET"] is None
 
 
 @pytest.mark.notebook
@@ -183,8 +288,8 @@ def test_notebook_03_smoke(smoke_reports):
     train_outs = outputs(smoke_reports["03_train_gpu"].executed)
     assert not errors(train_outs)
     text = text_of(train_outs)
-    assert "best_val_acc" in text and "images_per_s" in text and "smoke-run" in text
-    run = pipeline.paths.runs_dir() / "smoke-run"
+    assert "best_val_acc" in text and "images_per_s" in text and "smoke" in text
+    run = pipeline.paths.runs_dir() / "smoke"
     for name in ("best.pt", "last.pt", "params.json", "history.json", "training_history.png"):
         assert (run / name).is_file(), name
     assert figures(train_outs) >= 1
@@ -197,4 +302,4 @@ def test_notebook_03_smoke(smoke_reports):
 def test_notebook_02_refuses_an_unknown_augmentation(tmp_path):
     bad = {"DATA": "synth-small", "SMOKE": True, "AUGMENTATION": {"rotaton": 30}}
     with pytest.raises(pipeline.NotebookFailed, match="unknown augmentation \\['rotaton'\\]"):
-        pipeline.run_all(bad, only=["02"], out_dir=tmp_path, progress=False, cell_timeout=60)
+        pipeline.run_all(bad, only=["02"], reports=tmp_path, progress=False, cell_timeout=60)
