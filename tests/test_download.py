@@ -255,3 +255,31 @@ def test_defaults_from_environment(server, tmp_path, monkeypatch):
     dest = download_alphanum(progress=False, timeout=5)
     assert dest == tmp_path / "alphanum"
     assert_complete(server, dest)
+
+
+def test_the_name_alphanum_downloads_on_first_use_then_needs_no_network(
+    server, tmp_path, monkeypatch
+):
+    from charlib import data
+
+    monkeypatch.setenv("CHARLIB_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("HF_ENDPOINT", server["url"])
+    data.check_source("alphanum")  # what `charlib run --data alphanum` does before notebook 01
+    assert_complete(server, tmp_path / "alphanum")
+    before = len(file_requests(server))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    data.check_source("alphanum")
+    assert len(file_requests(server)) == before
+
+
+def test_run_with_alphanum_offline_stops_before_any_notebook(tmp_path, monkeypatch, capsys):
+    from charlib import pipeline
+    from charlib.cli import main
+
+    monkeypatch.setenv("CHARLIB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(pipeline, "run_all", lambda *a, **kw: pytest.fail("a notebook ran"))
+    assert main(["run", "--data", "alphanum", "--out", str(tmp_path / "reports")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "you seem to be offline" in err[0]
+    assert not (tmp_path / "reports").exists()
