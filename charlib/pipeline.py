@@ -324,7 +324,9 @@ def _page(title: str, body: str) -> str:
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222; }}
 table {{ border-collapse: collapse; margin-bottom: 1.5rem; }}
-td, th {{ border-bottom: 1px solid #ddd; padding: .35rem .8rem; text-align: left; }}
+td, th {{ border-bottom: 1px solid #ddd; padding: .35rem .8rem; text-align: left;
+  vertical-align: top; }}
+td:first-child a, td:nth-child(2) {{ white-space: nowrap; }}
 .ok {{ color: #1a7f37; }} .failed {{ color: #b42318; }} .running {{ color: #9a6700; }}
 </style></head><body>
 {body}
@@ -381,7 +383,10 @@ def write_overview(reports: Path) -> Path:
     rows = []
     for r in records:
         facts = r.get("summary", {})
-        accuracy = next((v for k, v in facts.items() if k.endswith(" accuracy")), "")
+        # the held-out split's accuracy when evaluated, else the best validation accuracy
+        shown = [k for k in facts if k.endswith(" accuracy")]
+        shown = sorted(shown, key=lambda k: k.startswith("best"))[:1]
+        accuracy = " ".join(f"{facts[k].split()[0]} {k.split()[-2]}" for k in shown)
         status = r.get("status", "?") + (f": {r['error']}" if r.get("error") else "")
         rows.append(
             [
