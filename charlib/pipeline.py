@@ -395,7 +395,7 @@ def write_overview(reports: Path) -> Path:
                 e(facts.get("data", "")),
                 e(facts.get("device", "")),
                 e(accuracy),
-                f"{sum(n['seconds'] for n in r.get('notebooks', [])):.0f} s",
+                duration(sum(n["seconds"] for n in r.get("notebooks", []))),
                 f"<span class='{e(r.get('status', ''))}'>{e(status)}</span>",
             ]
         )
