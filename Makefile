@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-run: $(STAMP)  ## run the notebooks on DATA (default: built-in synthetic data) -> reports/
+run: $(STAMP)  ## run the notebooks on DATA (default: built-in synthetic data) -> reports/<run>/
 	$(PY) -m charlib run --data '$(DATA)' $(ARGS)
 
 test: $(STAMP)  ## lint + the whole test suite (CI runs exactly this)
@@ -50,5 +50,5 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-clean:  ## remove generated data, caches, runs and reports (keeps .venv)
-	rm -rf data/cache data/synth data/synth-small runs reports/*.html reports/*.ipynb
+clean:  ## remove the decoded cache and the generated built-in data (keeps runs/, reports/, .venv)
+	rm -rf data/cache data/synth data/synth-small
