@@ -17,12 +17,13 @@ from pathlib import Path
 import torch
 
 from charlib.files import save_torch
-from charlib.model import resnet18
+from charlib.model import DEFAULT_MODEL, build
 
 FORMAT = "charlib-checkpoint-1"
 # Knobs a resumed run must share with the run it continues.
 RESUME_KEYS = (
     "recipe",
+    "model",
     "stem",
     "channels",
     "img_size",
@@ -168,23 +169,25 @@ def cause(e: Exception) -> str:
 
 
 def model_from_checkpoint(ckpt: dict, device: str = "cpu"):
-    """The ResNet-18 a checkpoint describes, with its weights, in eval mode on `device`."""
+    """The model a checkpoint describes, with its weights, in eval mode on `device`."""
     p = ckpt["params"]
-    net = resnet18(len(ckpt["classes"]), stem=p["stem"], in_channels=p["channels"])
+    name = p.get("model", DEFAULT_MODEL)  # runs from before MODEL existed are ResNet-18s
+    net = build(name, len(ckpt["classes"]), stem=p["stem"], in_channels=p["channels"])
     try:
         net.load_state_dict(ckpt["model"])
     except (RuntimeError, KeyError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(
-            f"checkpoint weights do not fit its own description ({len(ckpt['classes'])} classes, "
-            f"{p['stem']} stem, {p['channels']} channel(s)): {first}; retrain or use another run"
+            f"checkpoint weights do not fit its own description ({name}, {len(ckpt['classes'])} "
+            f"classes, {p['stem']} stem, {p['channels']} channel(s)): {first}; retrain or use "
+            "another run"
         ) from None
     return net.to(device).eval()
 
 
 def check_resume(ckpt: dict, params: dict, where: Path) -> None:
     """Refuse to continue a run whose checkpoint was trained with other settings."""
-    old = ckpt["params"]
+    old = {"model": DEFAULT_MODEL} | ckpt["params"]
     diff = [k for k in RESUME_KEYS if old.get(k) != params.get(k)]
     if diff:
         raise ValueError(

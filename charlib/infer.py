@@ -199,7 +199,7 @@ def _export(ckpt: dict, target: Path, *, opset: int = 18) -> Path:
             str(tmp),
             input_names=["input"],
             output_names=["logits"],
-            dynamic_shapes={"x": {0: torch.export.Dim("batch")}},  # `x`: ResNet.forward's
+            dynamic_shapes=({0: torch.export.Dim("batch")},),  # by position: any forward's
             opset_version=opset,
             dynamo=True,
             external_data=False,  # one self-contained file, renamed into place atomically

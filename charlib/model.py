@@ -1,5 +1,7 @@
-"""ResNet-18 factory (the seed's ImageNet stem for 224 px, or a small stem for 24-32 px images)
-and its forward pass: bf16 autocast and channels-last on CUDA, batched logits for uint8 images.
+"""The models: ResNet-18 (the default: the seed's ImageNet stem for 224 px, or a small stem for
+24-32 px images), ResNet-34, MobileNetV3-Small, EfficientNet-B0 and a plain CNN baseline, all
+for 1- or 3-channel small images; and their forward pass: bf16 autocast and channels-last on
+CUDA, batched logits for uint8 images.
 """
 
 from __future__ import annotations
@@ -11,29 +13,86 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision import models as tv
 from torchvision.models import ResNet18_Weights
-from torchvision.models import resnet18 as tv_resnet18
 
 from charlib.augment import eval_input
 
 STEMS = ("imagenet", "small")
+# MODEL / model=: the architectures `build` makes; resnet18 is the default of every recipe.
+MODELS = ("resnet18", "resnet34", "mobilenet_v3_small", "efficientnet_b0", "plain_cnn")
+DEFAULT_MODEL = "resnet18"
 # torchvision's ImageNet weights; CHARLIB_WEIGHTS_URL points at a mirror (its file name must keep
 # the 'resnet18-<sha256 prefix>.pth' form, which torch.hub checks after downloading).
 WEIGHTS_URL = ResNet18_Weights.IMAGENET1K_V1.url
 _warned = False
 
 
-def resnet18(
-    num_classes: int, *, stem: str = "small", in_channels: int = 1, pretrained: bool = False
+def build(
+    name: str,
+    num_classes: int,
+    *,
+    stem: str = "small",
+    in_channels: int = 1,
+    pretrained: bool = False,
 ) -> nn.Module:
-    """torchvision ResNet-18 with `num_classes` outputs, the chosen stem and input channels."""
+    """The architecture `name` (one of MODELS) with `num_classes` outputs, the chosen stem
+    ("small": stride 1 at the input, so a 28 px character is not shrunk to nothing; "imagenet":
+    torchvision's) and input channels. ImageNet weights exist for resnet18 only."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
     if stem not in STEMS:
         raise ValueError(f"unknown stem {stem!r}; expected 'imagenet' or 'small'")
     if in_channels not in (1, 3):
         raise ValueError(f"in_channels must be 1 (grayscale) or 3 (RGB), got {in_channels}")
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-    model = tv_resnet18(weights=None, num_classes=num_classes)
+    if pretrained and name != "resnet18":
+        raise ValueError(f"pretrained weights are offered for resnet18 only, not {name}")
+    if name.startswith("resnet"):
+        return resnet(name, num_classes, stem=stem, in_channels=in_channels, pretrained=pretrained)
+    if name == "plain_cnn":
+        return plain_cnn(num_classes, in_channels)
+    model = getattr(tv, name)(weights=None, num_classes=num_classes)
+    first = model.features[0][0]  # the stem convolution: 3x3 stride 2 in both families
+    stride = 1 if stem == "small" else 2
+    model.features[0][0] = nn.Conv2d(
+        in_channels, first.out_channels, kernel_size=3, stride=stride, padding=1, bias=False
+    )
+    return model
+
+
+def plain_cnn(num_classes: int, in_channels: int = 1) -> nn.Module:
+    """A small plain CNN (four 3x3 conv blocks, two pools, global average): a sanity baseline."""
+
+    def block(cin: int, cout: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+    return nn.Sequential(
+        *block(in_channels, 32),
+        *block(32, 64),
+        nn.MaxPool2d(2),
+        *block(64, 128),
+        nn.MaxPool2d(2),
+        *block(128, 256),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(256, num_classes),
+    )
+
+
+def resnet18(
+    num_classes: int, *, stem: str = "small", in_channels: int = 1, pretrained: bool = False
+) -> nn.Module:
+    """torchvision ResNet-18 with `num_classes` outputs, the chosen stem and input channels."""
+    return build("resnet18", num_classes, stem=stem, in_channels=in_channels, pretrained=pretrained)
+
+
+def resnet(
+    name: str, num_classes: int, *, stem: str, in_channels: int, pretrained: bool
+) -> nn.Module:
+    """torchvision ResNet-18/34 with the stem and channels asked for (checked by `build`)."""
+    model = getattr(tv, name)(weights=None, num_classes=num_classes)
     if stem == "small":
         # 3×3 stride 1 and no max-pool: a 28 px character keeps 28×28 resolution in layer1
         # instead of shrinking to 7×7 before the first residual block.

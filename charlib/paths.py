@@ -60,7 +60,8 @@ def new_run_name(prefix: str) -> str:
 def resolve_run(run=None, *, trained: bool = True) -> Path:
     """The folder of a run, the one meaning of RUN_NAME and --run everywhere.
 
-    `run` is a name under runs/ (a bare name that is not a folder here), a folder path, or None
+    `run` is a name under runs/ (a relative name that is not a folder here, such as a sweep's
+    "demo/LR-0.001"), a folder path, or None
     / "latest" for the newest run holding best.pt. trained=True (evaluate, predict) requires
     best.pt there; trained=False (training) returns a named folder that may not exist yet.
     """
@@ -72,8 +73,8 @@ def resolve_run(run=None, *, trained: bool = True) -> Path:
     if not isinstance(run, (str, os.PathLike)) or not str(run).strip():
         raise ValueError(f"a run is a name under runs/, a folder or None (the latest), got {run!r}")
     path = Path(run)
-    if not path.is_dir() and len(path.parts) == 1:
-        path = runs_dir() / path
+    if not path.is_dir() and not path.is_absolute():
+        path = runs_dir() / path  # a name under runs/, e.g. "default" or "sweep/LR-0.001"
     if not trained:
         return path
     if not path.is_dir():

@@ -281,7 +281,8 @@ def run_summary(run_name) -> dict[str, str]:
         env.get("gpu") or f"{env.get('cpu', 'CPU')} ({env.get('cpu cores', '?')} cores)"
     )
     facts["model"] = (
-        f"ResNet-18, {params['stem']} stem, {params['img_size']} px, {params['recipe']}"
+        f"{params.get('model', 'resnet18')}, {params['stem']} stem, {params['img_size']} px, "
+        f"{params['recipe']} recipe"
     )
     seconds = sum(r["seconds"] for r in history)
     facts["training"] = f"{len(history)} epochs in {seconds:.0f} s"
@@ -315,7 +316,10 @@ def report_name(parameters: dict) -> str:
             return paths.resolve_run(None).name
         except FileNotFoundError:
             return "unnamed"
-    return Path(str(run)).name
+    folder = paths.resolve_run(run, trained=False)
+    if folder.is_relative_to(paths.runs_dir()):  # a sweep's "demo/LR-0.001" keeps its folder
+        return folder.relative_to(paths.runs_dir()).as_posix()
+    return folder.name
 
 
 def _page(title: str, body: str) -> str:
@@ -358,7 +362,8 @@ def write_run_page(record: dict, out_dir: Path) -> Path:
     summary = [[f"<b>{e(k)}</b>", e(v)] for k, v in record["summary"].items()]
     params = [[e(k), e(repr(v))] for k, v in record["parameters"].items()]
     body = (
-        f"<p><a href='../index.html'>all runs</a></p><h1>Run {e(record['run'])}</h1>"
+        f"<p><a href='{'../' * (record['run'].count('/') + 1)}index.html'>all runs</a></p>"
+        f"<h1>Run {e(record['run'])}</h1>"
         f"<p>Started {e(record['started'])} by <code>python -m charlib run</code>; "
         f"<span class='{record['status']}'>{e(record['status'])}</span>.</p>"
         f"<h2>Run</h2>{_table(summary or [['no training run yet']])}"
@@ -373,7 +378,7 @@ def write_run_page(record: dict, out_dir: Path) -> Path:
 def write_overview(reports: Path) -> Path:
     """reports/index.html: every run with reports here, newest first, each linking its page."""
     records = []
-    for found in reports.glob(f"*/{RUN_RECORD}"):
+    for found in reports.glob(f"**/{RUN_RECORD}"):  # runs, and each run of a sweep
         try:
             records.append(json.loads(found.read_text()))
         except (OSError, ValueError):

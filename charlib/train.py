@@ -23,7 +23,7 @@ from charlib import budget, checkpoint, ink, preprocess
 from charlib.batches import SOURCES
 from charlib.env import device_name, environment
 from charlib.files import write_json
-from charlib.model import evaluate_loss, forward, prepare, resnet18
+from charlib.model import DEFAULT_MODEL, MODELS, build, evaluate_loss, forward, prepare
 from charlib.progress import bar, report
 from charlib.schedule import Schedule, optimizer
 
@@ -89,6 +89,9 @@ def resolve_params(
             raise ValueError(f"{key} must be a positive integer, got {params[key]!r}")
     if not params["lr"] > 0:
         raise ValueError(f"lr must be positive, got {params['lr']!r}")
+    params.setdefault("model", DEFAULT_MODEL)
+    if params["model"] not in MODELS:
+        raise ValueError(f"unknown model {params['model']!r}; expected one of {', '.join(MODELS)}")
     if time_budget == "auto":
         time_budget = budget.CPU_BUDGET if dev == "cpu" else None
     params["time_budget"] = budget.check(time_budget)
@@ -133,6 +136,7 @@ def fit(
     recipe: str = "fast",
     device: str = "auto",
     seed: int = 0,
+    model: str = DEFAULT_MODEL,
     epochs: int | None = None,
     batch_size: int | None = None,
     lr: float | None = None,
@@ -153,7 +157,8 @@ def fit(
     callback=None,
     data_source: str | None = None,
 ) -> dict:
-    """Train a ResNet-18 on `train` (CharData), select by `val` accuracy; returns a summary.
+    """Train a model (ResNet-18 unless `model` names another of `model.MODELS`) on `train`
+    (CharData), select by `val` accuracy; returns a summary.
 
     Writes run_dir/params.json, history.json, last.pt (every epoch), best.pt and epoch_NNN.pt
     (every `checkpoint_every` epochs). With resume=True a run_dir holding last.pt continues
@@ -164,7 +169,9 @@ def fit(
     """
     start = time.perf_counter()
     knobs = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "img_size": img_size}
-    params = resolve_params(recipe, device=device, stem=stem, time_budget=time_budget, **knobs)
+    params = resolve_params(
+        recipe, device=device, stem=stem, time_budget=time_budget, model=model, **knobs
+    )
     params |= _run_facts(train, val, params, data_source)
     params |= {"pretrained": pretrained, "compile": compile, "ema": ema, "seed": seed}
     params |= {"patience": patience, "checkpoint_every": checkpoint_every, "smoke": smoke}
@@ -271,7 +278,8 @@ def _setup(train, params: dict, num_workers: int) -> _Training:
     seed_everything(params["seed"])
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest
-    net = resnet18(
+    net = build(
+        params["model"],
         len(params["classes"]),
         stem=params["stem"],
         in_channels=params["channels"],

@@ -8,7 +8,7 @@ import torch
 from torchvision.models import resnet18 as tv_resnet18
 
 from charlib import model as charmodel
-from charlib.model import resnet18
+from charlib.model import MODELS, STEMS, build, resnet18
 
 
 @pytest.fixture
@@ -164,3 +164,45 @@ def test_centre_tap_convolutions_change_nothing_but_speed(stem, size):
     torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-4, atol=1e-5)
     for name, grad in outs[0][1].items():
         torch.testing.assert_close(grad, outs[1][1][name], rtol=1e-3, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("stem", STEMS)
+def test_every_model_reads_a_28px_grayscale_character(name, stem):
+    net = build(name, 62, stem=stem, in_channels=1).eval()
+    with torch.no_grad():
+        out = net(torch.rand(3, 1, 28, 28))
+    assert out.shape == (3, 62) and torch.isfinite(out).all()
+
+
+def test_unknown_models_and_weights_are_refused():
+    with pytest.raises(ValueError, match="unknown model 'vgg'; expected one of resnet18, resnet34"):
+        build("vgg", 10)
+    with pytest.raises(ValueError, match="pretrained weights are offered for resnet18 only"):
+        build("resnet34", 10, pretrained=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [m for m in MODELS if m != "resnet18"])
+def test_every_model_trains_resumes_predicts_and_exports(name, tmp_path):
+    """Each architecture goes through the whole path: fit, checkpoint, resume check, the
+    Predictor on a drawing, and ONNX export giving the same probabilities."""
+    from test_train import cpu_fit, tiny
+
+    from charlib import checkpoint
+    from charlib.infer import Predictor, export_onnx
+    from charlib.strokes import SCRIPTED
+
+    run = tmp_path / name
+    data = tiny()
+    summary = cpu_fit(data, run_dir=run, epochs=1, batch_size=32, model=name)
+    assert summary["epochs_run"] == 1
+    assert checkpoint.load(run / "best.pt")["params"]["model"] == name
+    with pytest.raises(ValueError, match="holds a run with other model"):
+        cpu_fit(data, run_dir=run, epochs=1, batch_size=32, model="resnet18")
+    torch_predictor = Predictor.from_run(run)
+    assert len(torch_predictor.predict(SCRIPTED["A"], top_k=3)) == 3
+    export_onnx(run)
+    onnx = Predictor.from_run(run, backend="onnx")
+    diff = onnx.probabilities(data.images[:5]) - torch_predictor.probabilities(data.images[:5])
+    assert abs(diff).max() < 1e-4
