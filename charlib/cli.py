@@ -141,6 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="charlib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
+    _sweep_parser(sub)
     _predict_parser(sub)
     _evaluate_parser(sub)
     export = sub.add_parser("export", help="export a run's model")
@@ -197,6 +198,35 @@ def _run_parser(sub) -> None:
         metavar="NAME=VALUE",
         help="extra notebook parameter (VALUE parsed as a Python literal)",
     )
+
+
+def _sweep_parser(sub) -> None:
+    sweep = sub.add_parser(
+        "sweep", help="train and evaluate every combination of a grid, then compare them"
+    )
+    sweep.add_argument("name", help="the sweep: runs/<name>/<combination>/, reports/<name>/")
+    sweep.add_argument(
+        "-g",
+        "--grid",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="a grid axis: a notebook 03/04 parameter and its values (repeat for more axes)",
+    )
+    sweep.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter every combination shares",
+    )
+    sweep.add_argument("--smoke", action="store_true", help="tiny data and 1 epoch per run")
+    sweep.add_argument(
+        "--max", type=int, default=None, help="allow more combinations than the default limit"
+    )
+    sweep.add_argument("--out", default=None, help="reports folder (default: reports/)")
+    sweep.add_argument("--cell-timeout", type=float, default=CELL_TIMEOUT, metavar="SECONDS")
 
 
 def _predict_parser(sub) -> None:
@@ -262,17 +292,50 @@ def _literal(text: str):
         return text
 
 
-def _run(args) -> None:
-    """Check everything, then run the notebooks: a bad name, value, data source or run name
-    stops here in one line, before the first notebook starts."""
-    from charlib import pipeline
-
+def _params(items: list[str]) -> dict:
+    """-p NAME=VALUE items -> {NAME: literal VALUE}."""
     given = {}
-    for item in args.param:
+    for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.isidentifier():
             raise ValueError(f"bad --param {item!r}; expected NAME=VALUE, e.g. -p EPOCHS=3")
         given[name] = _literal(value)
+    return given
+
+
+def _sweep(args) -> None:
+    """Every combination trained and evaluated in turn (side by side on several GPUs), a line
+    each, then the comparison report."""
+    from charlib import data, sweep
+
+    axes = dict(sweep.parse_axis(item, _literal) for item in args.grid)
+    fixed = _params(args.param)
+    limit = args.max or sweep.MAX_COMBINATIONS
+    sweep.check(args.name, axes, fixed, limit=limit)
+    data.check_source(data.smoke_source(fixed.get("DATA", "synth"), args.smoke))
+    reports = Path(args.out) if args.out else None
+    rows = sweep.run_sweep(
+        args.name,
+        axes,
+        fixed,
+        smoke=args.smoke,
+        reports=reports,
+        limit=limit,
+        cell_timeout=args.cell_timeout or None,
+    )
+    failed = [r for r in rows if r["status"] == "failed"]
+    print(f"{len(rows)} combination(s), {len(failed)} failed; compared in {args.name}'s reports")
+    if failed:
+        raise ValueError(f"{len(failed)} combination(s) failed; see runs/{args.name}/sweep.json")
+
+
+def _run(args) -> None:
+    """Check everything, then run the notebooks: a bad name, value, data source or run name
+    stops here in one line, before the first notebook starts. Notebook 06 joins when there is
+    more than one run to compare."""
+    from charlib import paths, pipeline
+
+    given = _params(args.param)
     chosen = pipeline.select(pipeline.discover(), args.only)  # a typo fails now, not later
     pipeline.check_parameters(given, chosen)
     numbers = {p.name[:2] for p in chosen}
@@ -285,15 +348,23 @@ def _run(args) -> None:
     params |= given
     params["RUN_NAME"] = _run_name(args, params, numbers)
     _check_data(params, numbers)
+    if not args.only and len(_trained_runs() | {params["RUN_NAME"]}) < 2:
+        chosen = [p for p in chosen if p.name[:2] != "06"]  # nothing to compare yet
     start = time.perf_counter()
     timeout = args.cell_timeout or None  # 0: no limit
-    reports = Path(args.out) if args.out else None
-    results = pipeline.run_all(params, only=args.only, reports=reports, cell_timeout=timeout)
-    index = results[-1].html.parent / "index.html"
+    reports = Path(args.out) if args.out else paths.reports_dir()
+    only = [p.stem for p in chosen]
+    results = pipeline.run_all(params, only=only, reports=reports, cell_timeout=timeout)
     print(
         f"{len(results)} notebook(s) ran in {pipeline.duration(time.perf_counter() - start)}; "
-        f"open {index} (every run: {index.parent.parent / 'index.html'})"
+        f"open {results[-1].html.parent / 'index.html'} (every run: {reports / 'index.html'})"
     )
+
+
+def _trained_runs() -> set[str]:
+    from charlib import paths
+
+    return {p.parent.name for p in paths.runs_dir().glob("*/params.json")}
 
 
 def _run_name(args, params: dict, numbers: set[str]) -> str:
@@ -361,6 +432,7 @@ def _export(args) -> None:
 
 COMMANDS = {
     "run": _run,
+    "sweep": _sweep,
     "data": _data,
     "predict": _predict,
     "evaluate": _evaluate,

@@ -133,12 +133,14 @@ def run_notebook(
     *,
     progress: bool = True,
     cell_timeout: float | None = CELL_TIMEOUT,
+    env: dict[str, str] | None = None,
 ) -> NotebookResult:
     """Execute one notebook into out_dir and export it to HTML, also when it fails.
 
     With `progress`, the lines the notebook reports (`progress.report`: stages, one per training
     epoch) are printed while it runs. A cell running longer than `cell_timeout` seconds (None:
-    no limit) stops the notebook.
+    no limit) stops the notebook. `env` adds variables to the kernel's environment only (e.g.
+    CUDA_VISIBLE_DEVICES for one of several notebooks running side by side).
     """
     import papermill
     from nbclient.exceptions import CellTimeoutError
@@ -151,8 +153,10 @@ def run_notebook(
     error = ""
     with (
         tempfile.TemporaryDirectory(prefix="charlib-") as work,
-        _kernel_environment(Path(work), progress),
+        _progress_lines(Path(work) / "progress.log", progress) as log,
     ):
+        # Progress bars off (a static report cannot show them); progress lines into `log`.
+        kernel_env = {OFF_VARIABLE: "0", LOG_VARIABLE: str(log)} | (env or {})
         try:
             papermill.execute_notebook(
                 str(notebook),
@@ -160,7 +164,7 @@ def run_notebook(
                 parameters=params,
                 cwd=str(notebook.parent),
                 kernel_name="python3",
-                kernel_manager_class=_ipc_kernels(Path(work) / "kernel"),
+                kernel_manager_class=_ipc_kernels(Path(work) / "kernel", kernel_env),
                 progress_bar=False,
                 log_output=False,
                 execution_timeout=cell_timeout,
@@ -183,26 +187,17 @@ def run_notebook(
 
 
 @contextmanager
-def _kernel_environment(work: Path, progress: bool):
-    """What the kernel inherits while a notebook runs: progress bars off (a static report cannot
-    show them) and a file for its progress lines, printed here as they come when `progress`."""
-    log = work / "progress.log"
+def _progress_lines(log: Path, show: bool):
+    """A file for a notebook's progress lines, printed here as they come when `show`."""
     log.touch()
-    saved = {k: os.environ.get(k) for k in (OFF_VARIABLE, LOG_VARIABLE)}
-    os.environ |= {OFF_VARIABLE: "0", LOG_VARIABLE: str(log)}
     done = threading.Event()
-    tail = threading.Thread(target=_tail, args=(log, done, progress), daemon=True)
+    tail = threading.Thread(target=_tail, args=(log, done, show), daemon=True)
     tail.start()
     try:
-        yield
+        yield log
     finally:
         done.set()
         tail.join()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _tail(log: Path, done: threading.Event, show: bool) -> None:
@@ -221,9 +216,9 @@ def _tail(log: Path, done: threading.Event, show: bool) -> None:
             return
 
 
-def _ipc_kernels(socket_prefix: Path):
-    """A kernel manager class whose kernels listen on Unix sockets in a private folder: no TCP
-    ports, so no kernel warns that its traffic is unencrypted."""
+def _ipc_kernels(socket_prefix: Path, env: dict[str, str]):
+    """A kernel manager class whose kernels listen on Unix sockets in a private folder (no TCP
+    ports, so no kernel warns that its traffic is unencrypted) and get `env` on top of ours."""
     from jupyter_client.manager import AsyncKernelManager
 
     class IpcKernelManager(AsyncKernelManager):
@@ -231,6 +226,11 @@ def _ipc_kernels(socket_prefix: Path):
             super().__init__(**kwargs)
             self.transport = "ipc"
             self.ip = str(socket_prefix)
+
+        async def _async_pre_start_kernel(self, **kwargs):
+            cmd, launch = await super()._async_pre_start_kernel(**kwargs)
+            launch["env"] = {**launch.get("env", os.environ), **env}
+            return cmd, launch
 
     return IpcKernelManager
 
@@ -455,6 +455,7 @@ def run_all(
     notebooks: Path | None = None,
     progress: bool = True,
     cell_timeout: float | None = CELL_TIMEOUT,
+    env: dict[str, str] | None = None,
 ) -> list[NotebookResult]:
     """Run the numbered notebooks in order into reports/<run name>/, stopping at the first that
     fails (NotebookFailed); reports/index.html lists every run. With `progress`, a line per
@@ -472,7 +473,7 @@ def run_all(
         if progress:
             print(f"[{i}/{len(chosen)}] {notebook.stem}: {title(notebook)}", flush=True)
         result = run_notebook(
-            notebook, out_dir, parameters, progress=progress, cell_timeout=cell_timeout
+            notebook, out_dir, parameters, progress=progress, cell_timeout=cell_timeout, env=env
         )
         results.append(result)
         record |= {"status": "ok" if result.ok else "failed", "error": result.error}

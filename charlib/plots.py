@@ -391,3 +391,67 @@ def _top_k_bars(ax, prediction) -> None:
     ax.set_xlim(0, 1.15)
     ax.set_xlabel("confidence")
     ax.set_title(f"top {len(prediction)} ({prediction.status})", fontsize=10)
+
+
+def validation_curves(histories: dict[str, list[dict]]) -> Figure:
+    """Validation accuracy per epoch of several runs, overlaid (against epochs and seconds)."""
+    fig = Figure(figsize=(13, 4), layout="constrained")
+    by_epoch, by_time = fig.subplots(1, 2)
+    for name, history in histories.items():
+        acc = [100 * r["val_acc"] for r in history]
+        by_epoch.plot([r["epoch"] for r in history], acc, "o-", ms=3, label=name)
+        by_time.plot(np.cumsum([r["seconds"] for r in history]), acc, "o-", ms=3, label=name)
+    by_epoch.set_xlabel("epoch")
+    by_epoch.xaxis.set_major_locator(MaxNLocator(integer=True))
+    by_time.set_xlabel("training seconds")
+    for ax in (by_epoch, by_time):
+        ax.set_ylabel("validation accuracy (%)")
+        ax.grid(alpha=0.3)
+    by_epoch.legend(fontsize=8)
+    fig.suptitle("validation accuracy of each run")
+    return fig
+
+
+def accuracy_vs_time(board) -> Figure:
+    """Test accuracy against training time, one labelled point per evaluated run."""
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    done = board.dropna(subset=["accuracy"])
+    ax.scatter(done["training s"], 100 * done["accuracy"], color="#4C72B0")
+    for run, seconds, accuracy in zip(
+        done["run"], done["training s"], done["accuracy"], strict=True
+    ):
+        ax.annotate(
+            run, (seconds, 100 * accuracy), textcoords="offset points", xytext=(4, 4), fontsize=8
+        )
+    ax.set_xlabel("training seconds")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("what each run's time bought")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def class_gains(table, examples: dict[int, np.ndarray], *, best: str, baseline: str) -> Figure:
+    """The classes the best run gains and loses most against the baseline (bars), each with a
+    few of its test images; `table` from `compare.class_differences`."""
+    shown = table.iloc[list(range(min(6, len(table)))) + list(range(-min(6, len(table)), 0))]
+    shown = shown.drop_duplicates("code")
+    fig = Figure(figsize=(13, 0.55 * len(shown) + 1.5), layout="constrained")
+    bars, pics = fig.subplots(1, 2, width_ratios=[2, 1])
+    y = np.arange(len(shown))[::-1]
+    colors = ["#55A868" if d >= 0 else "#C44E52" for d in shown["difference"]]
+    bars.barh(y, 100 * shown["difference"], color=colors)
+    bars.set_yticks(y, shown["class"], fontsize=9)
+    bars.axvline(0, color="#444", lw=0.8)
+    bars.set_xlabel(f"test accuracy points, {best} minus {baseline}")
+    rows = [examples.get(c, np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8)) for c in shown["code"]]
+    width = max(len(r) for r in rows)
+    strip = [
+        _tile(np.concatenate([r, np.zeros((width - len(r), *r.shape[1:]), r.dtype)]), width)
+        for r in rows
+    ]
+    pics.imshow(np.concatenate(strip), cmap="gray", vmin=0, vmax=255, aspect="auto")
+    pics.set_axis_off()
+    pics.set_title("test images of each class, same order")
+    fig.suptitle("biggest per-class gains and losses")
+    return fig

@@ -36,9 +36,11 @@ ORDER = [
     "train",
     "plots",
     "evaluate",
+    "compare",
     "infer",
     "canvas",
     "pipeline",
+    "sweep",
     "cli",
     "__main__",
 ]
