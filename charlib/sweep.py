@@ -44,9 +44,11 @@ def combinations(axes: dict[str, list]) -> list[dict]:
 
 def combination_name(combination: dict) -> str:
     """{'LR': 0.001, 'STEM': 'small'} -> 'LR-0.001_STEM-small' (a folder name)."""
-    return "_".join(
-        f"{k}-{re.sub(r'[^A-Za-z0-9.+-]+', '-', str(v))}" for k, v in combination.items()
-    )
+    return "_".join(f"{k}-{_slug(v)}" for k, v in combination.items())
+
+
+def _slug(value) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", str(value)).strip("-")
 
 
 def check(name: str, axes: dict[str, list], fixed: dict, *, limit: int = MAX_COMBINATIONS) -> None:

@@ -1,0 +1,147 @@
+"""Sweeps: the grid, its refusals before anything trains, a smoke sweep end to end with its
+comparison report, reruns that skip finished combinations, and the comparison of runs."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from notebook_outputs import errors, figures, outputs, text_of
+
+from charlib import compare, paths, pipeline, sweep
+from charlib.cli import main
+
+from conftest import CELL_TIMEOUT
+
+
+def test_combinations_and_their_names():
+    grid = sweep.combinations({"LR": [0.001, 0.003], "STEM": ["small", "imagenet"]})
+    assert grid == [
+        {"LR": 0.001, "STEM": "small"},
+        {"LR": 0.001, "STEM": "imagenet"},
+        {"LR": 0.003, "STEM": "small"},
+        {"LR": 0.003, "STEM": "imagenet"},
+    ]
+    assert [sweep.combination_name(c) for c in grid[:2]] == [
+        "LR-0.001_STEM-small",
+        "LR-0.001_STEM-imagenet",
+    ]
+    assert sweep.combination_name({"AUGMENTATION": {"rotation": 5}}) == ("AUGMENTATION-rotation-5")
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "charlib", *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["sweep", "s"], "empty grid: give at least one axis"),
+        (["sweep", "s", "-g", "LR="], "grid axis LR has no values"),
+        (["sweep", "s", "-g", "LR"], "bad grid axis 'LR'"),
+        (["sweep", "s", "-g", "LR=fast,slow"], "parameter LR takes float or None values"),
+        (["sweep", "s", "-g", "EPOCH=1,2"], "did you mean EPOCHS?"),
+        (["sweep", "s", "-g", "LR=1e-3", "-p", "LR=1e-2"], "LR given as a grid axis and a fixed"),
+        (["sweep", "s", "-g", "RUN_NAME=a,b"], "RUN_NAME is set by the sweep"),
+        (["sweep", "a/b", "-g", "LR=1e-3"], "sweep name 'a/b': use letters"),
+        (
+            ["sweep", "s", "-g", f"SEED={','.join(map(str, range(500)))}"],
+            "the grid has 500 combinations, more than the limit of 64",
+        ),
+    ],
+)
+def test_a_bad_sweep_is_refused_in_one_line_before_anything_runs(args, expected, isolated_dirs):
+    done = run_cli(*args)
+    assert done.returncode == 1, done.stdout
+    assert expected in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (paths.runs_dir() / args[1]).exists()
+
+
+def test_a_sweep_name_with_another_grid_is_refused_naming_the_difference(isolated_dirs):
+    folder = paths.runs_dir() / "grid-a"
+    folder.mkdir(parents=True)
+    record = {"axes": {"LR": [0.001, 0.003]}, "fixed": {}, "results": {}}
+    (folder / sweep.RECORD).write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"exists with other parameters \(LR: \[0.001, 0.003\]"):
+        sweep.check("grid-a", {"LR": [0.01]}, {})
+    sweep.check("grid-a", {"LR": [0.001, 0.003]}, {})  # the same grid: goes on
+
+
+@pytest.mark.notebook
+def test_a_smoke_sweep_trains_two_runs_and_compares_them(isolated_dirs, monkeypatch, capsys):
+    reports = isolated_dirs / "sweep-reports"
+    args = ["sweep", "demo", "-g", "LR=1e-3,3e-3", "--smoke", "--out", str(reports)]
+    assert main([*args, "--cell-timeout", str(CELL_TIMEOUT)]) == 0
+    shown = capsys.readouterr().out
+    assert "[1/2] demo/LR-0.001: ok" in shown and "[2/2] demo/LR-0.003: ok" in shown
+    for combination in ("LR-0.001", "LR-0.003"):
+        run = paths.runs_dir() / "demo" / combination
+        assert (run / "best.pt").is_file() and (run / "metrics.json").is_file()
+        assert json.loads((run / "params.json").read_text())["lr"] in (1e-3, 3e-3)
+        assert (reports / "demo" / combination / "04_evaluate.html").is_file()
+    compared = outputs(reports / "demo" / "06_compare_runs.ipynb")
+    assert not errors(compared)
+    text = text_of(compared)
+    assert "2 runs; 2 evaluated" in text
+    leaderboard = (reports / "demo" / "06_compare_runs.html").read_text()
+    assert "demo/LR-0.003" in leaderboard and "demo/LR-0.001" in leaderboard
+    assert figures(compared) == 3  # curves, accuracy against time, per-class gains
+    overview = (reports / "index.html").read_text()
+    assert "demo/LR-0.001/index.html" in overview and "demo/index.html" in overview
+    # the same sweep again: both combinations were evaluated, nothing is retrained
+    before = (paths.runs_dir() / "demo" / "LR-0.001" / "best.pt").stat().st_mtime_ns
+    monkeypatch.setattr(pipeline, "run_all", _only_compare(pipeline.run_all))
+    assert main([*args, "--cell-timeout", str(CELL_TIMEOUT)]) == 0
+    assert "[1/2] demo/LR-0.001: skipped" in capsys.readouterr().out
+    assert (paths.runs_dir() / "demo" / "LR-0.001" / "best.pt").stat().st_mtime_ns == before
+
+
+def _only_compare(real):
+    def run_all(params, only=None, **kw):
+        if only != sweep.COMPARE:
+            pytest.fail(f"a finished combination ran again: {only}")
+        return real(params, only=only, **kw)
+
+    return run_all
+
+
+def test_a_failed_combination_is_recorded_and_the_others_go_on(isolated_dirs, monkeypatch):
+    def fake_run_all(params, only=None, **kw):
+        if only == sweep.COMPARE:
+            return []
+        if params["LR"] == 0.5:
+            raise pipeline.NotebookFailed("03_train_gpu failed in cell [4]: diverged")
+        run = paths.resolve_run(params["RUN_NAME"], trained=False)
+        run.mkdir(parents=True)
+        (run / "best.pt").write_bytes(b"x")
+        (run / "metrics.json").write_text(json.dumps({"accuracy": 0.5}))
+        return []
+
+    monkeypatch.setattr(pipeline, "run_all", fake_run_all)
+    monkeypatch.setattr(sweep, "compare", lambda *a, **kw: None)
+    rows = sweep.run_sweep("fails", {"LR": [0.5, 0.001]}, progress=False)
+    assert [r["status"] for r in rows] == ["failed", "ok"]
+    record = json.loads((paths.runs_dir() / "fails" / sweep.RECORD).read_text())
+    assert "diverged" in record["results"]["LR-0.5"]["error"]
+
+
+def test_leaderboard_lists_a_run_that_was_not_evaluated(isolated_dirs):
+    runs = []
+    for name, lr, metrics in (("a", 0.001, {"accuracy": 0.8}), ("b", 0.003, None)):
+        run = paths.runs_dir() / "cmp" / name
+        run.mkdir(parents=True)
+        params = {"lr": lr, "model": "resnet18", "seed": 0}
+        (run / "params.json").write_text(json.dumps(params))
+        history = [{"epoch": 1, "val_acc": 0.7, "seconds": 10.0, "images_per_s": 100.0}]
+        (run / "history.json").write_text(json.dumps(history))
+        if metrics:
+            (run / "metrics.json").write_text(json.dumps(metrics))
+        runs.append(run)
+    board = compare.leaderboard(compare.find_runs(["cmp/a", "cmp/b"]))
+    assert board.run.tolist() == ["cmp/a", "cmp/b"]
+    assert board.status.tolist() == ["evaluated", "not evaluated"]
+    assert "lr" in board.columns and "seed" not in board.columns  # only settings that differ
+    with pytest.raises(ValueError, match="not evaluated: .*cmp/b"):
+        compare.class_differences(*runs)
+    with pytest.raises(ValueError, match="RUNS='nothing-\\*' names no trained run"):
+        compare.find_runs("nothing-*")
