@@ -202,3 +202,31 @@ def preview(images: np.ndarray, *, seed: int = 0, **magnitudes) -> dict[str, np.
         out = augment(x, generator=g, **alone)
         panels[title] = (out.squeeze(1) * 255).round().byte().numpy()
     return panels
+
+
+# Test-time augmentation: the identity, one-pixel shifts each way and a slightly smaller and
+# larger copy (dx px, dy px, scale); never flips, which would swap b/d and p/q.
+TTA_VIEWS = (
+    (0, 0, 1.0),
+    (1, 0, 1.0),
+    (-1, 0, 1.0),
+    (0, 1, 1.0),
+    (0, -1, 1.0),
+    (0, 0, 0.9),
+    (0, 0, 1.1),
+)
+
+
+def tta_views(x: torch.Tensor) -> list[torch.Tensor]:
+    """A float N×1×H×W batch in [0, 1] as each of TTA_VIEWS (the first is `x` itself)."""
+    n, _, h, w = x.shape
+    views = [x]
+    for dx, dy, scale in TTA_VIEWS[1:]:
+        theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+        theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale  # sample farther out: the glyph grows
+        theta[:, 0, 2], theta[:, 1, 2] = -2 * dx / w, -2 * dy / h  # content moves by dx, dy
+        grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
+        views.append(
+            F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        )
+    return views

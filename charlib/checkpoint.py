@@ -212,3 +212,26 @@ def restore(path: Path, t) -> dict:
         "best_val_acc": ckpt["best_val_acc"],
         "best_epoch": ckpt["best_epoch"],
     }
+
+
+# What members of an ensemble must share: one input for all, one meaning for every output.
+MEMBER_KEYS = ("img_size", "channels", "normalization", "data_size")
+
+
+def check_members(ckpts: list[dict], names: list[str]) -> None:
+    """Refuse, in one line, an ensemble whose members differ in classes or input."""
+    if not ckpts:
+        raise ValueError("an ensemble needs at least one run")
+    first, p0 = ckpts[0], ckpts[0]["params"]
+    for ckpt, name in zip(ckpts[1:], names[1:], strict=True):
+        if list(ckpt["classes"]) != list(first["classes"]):
+            raise ValueError(
+                f"{name} has other classes than {names[0]} ({len(ckpt['classes'])} vs "
+                f"{len(first['classes'])}); ensemble members must share classes"
+            )
+        for key in MEMBER_KEYS:
+            if ckpt["params"].get(key) != p0.get(key):
+                raise ValueError(
+                    f"{name} has {key} {ckpt['params'].get(key)!r}, {names[0]} "
+                    f"{p0.get(key)!r}; ensemble members must share image size and input"
+                )

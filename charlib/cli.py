@@ -83,7 +83,14 @@ def _predict(args) -> None:
     for path in files if args.image else []:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such image file")
-    predictor = Predictor.from_run(args.run, device=args.device, backend=args.backend)
+    if args.ensemble:
+        if args.backend != "torch":
+            raise ValueError("--ensemble runs with --backend torch")
+        predictor = Predictor.from_runs(args.ensemble, device=args.device, tta=args.tta)
+    else:
+        predictor = Predictor.from_run(
+            args.run, device=args.device, backend=args.backend, tta=args.tta
+        )
     rows, lines = [], []
     for path in bar(files, enabled=len(files) > 1, desc="predicting", unit="image"):
         try:
@@ -123,11 +130,29 @@ def _evaluate(args) -> None:
     per_class = QUICK_PER_CLASS if args.quick else args.per_class
     if per_class is not None and per_class < 1:
         raise ValueError(f"--per-class must be at least 1, got {per_class}")
-    run_dir = resolve_run(args.run)
-    metrics = evaluate_run(
-        run_dir, args.split, data=args.data, device=args.device, per_class=per_class
-    )
-    print(f"{run_dir.name} on {args.split} ({metrics['n_images']:,} images):")
+    if args.ensemble or args.tta:  # a combination of runs: printed, never written into a run
+        from charlib.evaluate import metrics as measure
+        from charlib.evaluate import predict_split
+
+        runs = args.ensemble or [args.run]
+        preds = predict_split(
+            runs if args.ensemble else resolve_run(args.run),
+            args.split,
+            data=args.data,
+            device=args.device,
+            per_class=per_class,
+            tta=args.tta,
+        )
+        metrics = measure(preds) | {"n_images": len(preds)}
+        what = f"ensemble of {len(runs)}" if args.ensemble else resolve_run(args.run).name
+        label = f"{what}{' with TTA' if args.tta else ''}"
+    else:
+        run_dir = resolve_run(args.run)
+        metrics = evaluate_run(
+            run_dir, args.split, data=args.data, device=args.device, per_class=per_class
+        )
+        label = run_dir.name
+    print(f"{label} on {args.split} ({metrics['n_images']:,} images):")
     top = f"top-{metrics['top_k']} accuracy"
     shown = {"accuracy": "accuracy", "top_k_accuracy": top, "f1_macro": "F1 (macro)"}
     shown |= {"f1_weighted": "F1 (weighted)", "ece": "calibration error (ECE)"}
@@ -235,6 +260,10 @@ def _predict_parser(sub) -> None:
     given.add_argument("--image", nargs="+", metavar="FILE", help="one or more image files")
     given.add_argument("--folder", metavar="DIR", help="every image in a folder (recursive)")
     predict.add_argument("--run", default=None, help=RUN_HELP)
+    predict.add_argument(
+        "--ensemble", nargs="+", metavar="RUN", help="average these runs (instead of --run)"
+    )
+    predict.add_argument("--tta", action="store_true", help="average small shifts and scales")
     predict.add_argument("--top-k", type=int, default=5)
     predict.add_argument("--device", default="auto", help="auto, cpu or cuda")
     predict.add_argument("--backend", default="torch", choices=["torch", "onnx"])
@@ -247,6 +276,13 @@ def _predict_parser(sub) -> None:
 def _evaluate_parser(sub) -> None:
     evaluate = sub.add_parser("evaluate", help="metrics and figures for a run on a split")
     evaluate.add_argument("--run", default=None, help=RUN_HELP)
+    evaluate.add_argument(
+        "--ensemble",
+        nargs="+",
+        metavar="RUN",
+        help="average these runs (metrics printed, not written into a run)",
+    )
+    evaluate.add_argument("--tta", action="store_true", help="average small shifts and scales")
     evaluate.add_argument("--split", default="test", choices=SPLITS)
     evaluate.add_argument("--data", default=None, help="dataset (default: what the run used)")
     evaluate.add_argument("--device", default="auto")

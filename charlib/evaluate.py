@@ -15,7 +15,7 @@ from charlib.codes import code_to_char, display_label
 from charlib.data import load_dataset
 from charlib.env import device_name
 from charlib.files import write_json
-from charlib.model import predict_logits
+from charlib.model import predict_probs
 from charlib.paths import resolve_run
 from charlib.progress import report
 from charlib.sources import SPLITS
@@ -87,6 +87,14 @@ def _info(folder: Path, ckpt: dict) -> dict:
     }
 
 
+def _members(members: list[Path], tta: bool) -> dict:
+    """What an ensemble or TTA evaluation adds to the run's description."""
+    extra = {"test-time augmentation": "on"} if tta else {}
+    if len(members) > 1:
+        extra["ensemble of"] = ", ".join(m.name for m in members)
+    return extra
+
+
 def check_classes(model_classes, data_classes, *, run: str, source: str) -> None:
     """Fail, naming both sides, when a checkpoint's classes are not the data's classes."""
     model_classes, data_classes = tuple(model_classes), tuple(data_classes)
@@ -114,10 +122,13 @@ def predict_split(
     device: str = "auto",
     per_class: int | None = None,
     seed: int = 0,
+    tta: bool = False,
 ) -> Predictions:
     """Probabilities of the run's best checkpoint on one split of `data` (default: its own data).
 
-    `per_class` evaluates at most that many images of each class (picked with `seed`); the
+    `run_dir` may be a list of runs: an ensemble, their probabilities averaged (members must
+    share classes and input). `tta` also averages over `augment.TTA_VIEWS`. `per_class`
+    evaluates at most that many images of each class (picked with `seed`); the
     train/validation/test cut of an unsplit folder uses the run's own seed, as training did.
     """
     import torch
@@ -126,8 +137,10 @@ def predict_split(
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     if per_class is not None and (not isinstance(per_class, int) or per_class < 1):
         raise ValueError(f"per_class must be a positive integer or None, got {per_class!r}")
-    folder = resolve_run(run_dir)
-    ckpt = checkpoint.load(folder / "best.pt")
+    members = [resolve_run(r) for r in (run_dir if isinstance(run_dir, list) else [run_dir])]
+    ckpts = [checkpoint.load(m / "best.pt") for m in members]
+    checkpoint.check_members(ckpts, [str(m) for m in members])
+    folder, ckpt = members[0], ckpts[0]
     params = ckpt["params"]
     source = data if data is not None else params.get("data")
     if source is None:
@@ -143,9 +156,8 @@ def predict_split(
         raise ValueError(f"{source}: the {split} split holds no images to evaluate")
     dev = device_name(device)
     report(f"predicting {len(part):,} {split} images of {source} on {dev}")
-    model = checkpoint.model_from_checkpoint(ckpt, dev)
-    logits = predict_logits(model, part.images, params, torch.device(dev))
-    probs = torch.softmax(logits.float(), dim=1).numpy()
+    models = [checkpoint.model_from_checkpoint(c, dev) for c in ckpts]
+    probs = predict_probs(models, part.images, params, torch.device(dev), tta=tta).numpy()
     return predictions(
         probs,
         part.labels,
@@ -153,7 +165,7 @@ def predict_split(
         part.images,
         split=split,
         source=str(source),
-        run=_info(folder, ckpt),
+        run=_info(folder, ckpt) | _members(members, tta),
     )
 
 

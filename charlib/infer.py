@@ -20,7 +20,7 @@ from charlib import checkpoint, ink, preprocess
 from charlib.augment import eval_input
 from charlib.codes import IMAGE_SIZE, code_to_char
 from charlib.env import device_name
-from charlib.model import forward, prepare
+from charlib.model import forward, predict_probs, prepare
 from charlib.paths import resolve_run
 
 BACKENDS = ("torch", "onnx")
@@ -54,9 +54,20 @@ class Prediction(list):
 class Predictor:
     """A trained model plus its preprocessing; `predict` takes one input, `predict_many` many."""
 
-    def __init__(self, ckpt: dict, *, device: str = "auto", backend: str = "torch", onnx=None):
+    def __init__(
+        self,
+        ckpt: dict,
+        *,
+        device: str = "auto",
+        backend: str = "torch",
+        onnx=None,
+        tta: bool = False,
+    ):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected 'torch' or 'onnx'")
+        if tta and backend != "torch":
+            raise ValueError("test-time augmentation runs with backend='torch'")
+        self.tta = tta
         self.params, self.classes = ckpt["params"], tuple(int(c) for c in ckpt["classes"])
         self.backend = backend
         self.size = int(self.params.get("data_size") or min(self.params["img_size"], IMAGE_SIZE))
@@ -67,12 +78,16 @@ class Predictor:
         self.model = None
         if backend == "torch":
             self.model = prepare(checkpoint.model_from_checkpoint(ckpt), self.device)
+        self.members = [self.model]  # more for an ensemble (`from_runs`)
         self.session = _onnx_session(onnx) if backend == "onnx" else None
         self._graph = None
 
     @classmethod
-    def from_run(cls, run=None, *, device: str = "auto", backend: str = "torch") -> Predictor:
-        """Load runs/<run>/best.pt (a name, a path, or None for the latest run)."""
+    def from_run(
+        cls, run=None, *, device: str = "auto", backend: str = "torch", tta: bool = False
+    ) -> Predictor:
+        """Load runs/<run>/best.pt (a name, a path, or None for the latest run); `tta` averages
+        over `augment.TTA_VIEWS` (small shifts and scales)."""
         run_dir = resolve_run(run)
         ckpt = checkpoint.load(run_dir / "best.pt")
         onnx = None
@@ -80,8 +95,22 @@ class Predictor:
             onnx = run_dir / "model.onnx"
             if not onnx.is_file() or onnx.stat().st_mtime < (run_dir / "best.pt").stat().st_mtime:
                 _export(ckpt, onnx)
-        predictor = cls(ckpt, device=device, backend=backend, onnx=onnx)
-        predictor.run_dir = run_dir
+        predictor = cls(ckpt, device=device, backend=backend, onnx=onnx, tta=tta)
+        predictor.run_dir, predictor.runs = run_dir, [run_dir]
+        return predictor
+
+    @classmethod
+    def from_runs(cls, runs, *, device: str = "auto", tta: bool = False) -> Predictor:
+        """An ensemble: the members' probabilities averaged. Members must share classes and
+        input (image size, channels, normalisation); preprocessing is the first member's."""
+        dirs = [resolve_run(r) for r in runs]
+        ckpts = [checkpoint.load(d / "best.pt") for d in dirs]
+        checkpoint.check_members(ckpts, [str(d) for d in dirs])
+        predictor = cls(ckpts[0], device=device, tta=tta)
+        predictor.members += [
+            prepare(checkpoint.model_from_checkpoint(c), predictor.device) for c in ckpts[1:]
+        ]
+        predictor.run_dir, predictor.runs = dirs[0], dirs
         return predictor
 
     def input_image(self, x) -> np.ndarray:
@@ -136,6 +165,10 @@ class Predictor:
     @torch.inference_mode()
     def probabilities(self, stack: np.ndarray) -> np.ndarray:
         """Softmax probabilities (float32 N×classes) for prepared uint8 N×size×size images."""
+        if self.tta or len(self.members) > 1:
+            return predict_probs(
+                self.members, stack, self.params, self.device, tta=self.tta
+            ).numpy()
         x = self.model_input(stack)
         if self.session is not None:
             logits = torch.from_numpy(self.session.run(None, {"input": x.numpy()})[0])

@@ -16,7 +16,7 @@ from torch import nn
 from torchvision import models as tv
 from torchvision.models import ResNet18_Weights
 
-from charlib.augment import eval_input
+from charlib.augment import eval_input, model_input, to_unit, tta_views
 
 STEMS = ("imagenet", "small")
 # MODEL / model=: the architectures `build` makes; resnet18 is the default of every recipe.
@@ -209,3 +209,30 @@ def evaluate_loss(model, data, params: dict, dev: torch.device) -> tuple[float, 
     labels = torch.from_numpy(data.labels)
     loss = F.cross_entropy(logits, labels).item() if len(labels) else float("nan")
     return loss, float((logits.argmax(1) == labels).float().mean()) if len(labels) else 0.0
+
+
+@torch.no_grad()
+def predict_probs(
+    models: list[nn.Module],
+    images: np.ndarray,
+    params: dict,
+    dev: torch.device,
+    *,
+    tta: bool = False,
+    batch_size: int = 1024,
+) -> torch.Tensor:
+    """Softmax probabilities (float32, on CPU) for uint8 N×H×W images, averaged over `models`
+    (an ensemble sharing `params`' input) and, with `tta`, over `augment.TTA_VIEWS`."""
+    for m in models:
+        m.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = to_unit(torch.from_numpy(images[i : i + batch_size]).to(dev))
+        views = tta_views(x) if tta else [x]
+        total = sum(
+            torch.softmax(forward(m, model_input(v, params), dev).float(), 1)
+            for m in models
+            for v in views
+        )
+        out.append((total / (len(models) * len(views))).cpu())
+    return torch.cat(out) if out else torch.zeros(0, len(params["classes"]))
