@@ -167,6 +167,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
     _sweep_parser(sub)
+    again = sub.add_parser("reproduce", help="retrain a run from its params.json and compare")
+    again.add_argument("run", help="the run to reproduce (a name under runs/ or a folder)")
+    again.add_argument("--into", default=None, help="the new run (default: <run>-reproduced)")
+    again.add_argument("--device", default="cpu", help="cpu (deterministic) or cuda")
     _predict_parser(sub)
     _evaluate_parser(sub)
     export = sub.add_parser("export", help="export a run's model")
@@ -365,6 +369,16 @@ def _sweep(args) -> None:
         raise ValueError(f"{len(failed)} combination(s) failed; see runs/{args.name}/sweep.json")
 
 
+def _reproduce(args) -> None:
+    """Retrain a run into a new one and print both runs' test metrics side by side."""
+    from charlib.reproduce import reproduce
+
+    table = reproduce(args.run, args.into, device=args.device)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    same = (table["difference"].abs() < 1e-9).all()
+    print("identical metrics" if same else "metrics differ (see the difference column)")
+
+
 def _run(args) -> None:
     """Check everything, then run the notebooks: a bad name, value, data source or run name
     stops here in one line, before the first notebook starts. Notebook 06 joins when there is
@@ -469,6 +483,7 @@ def _export(args) -> None:
 COMMANDS = {
     "run": _run,
     "sweep": _sweep,
+    "reproduce": _reproduce,
     "data": _data,
     "predict": _predict,
     "evaluate": _evaluate,

@@ -121,3 +121,29 @@ def run_data(run: Path):
     if source is None:
         raise ValueError(f"{run}: the run does not record the data it trained on")
     return source
+
+
+def ensemble_table(
+    board: pd.DataFrame, *, top: int = 3, per_class: int | None = None
+) -> pd.DataFrame:
+    """The best evaluated run alone, with test-time augmentation, and the ensemble of the `top`
+    evaluated runs (with and without TTA), on the same test images: accuracy and the cost
+    in forward passes per image. Members must share classes and input (else ValueError)."""
+    from charlib.evaluate import metrics, predict_split
+
+    runs = board[board.status == "evaluated"].run.tolist()[:top]
+    if len(runs) < 2:
+        raise ValueError("an ensemble needs at least two evaluated runs")
+    rows = []
+    for members, tta in (([runs[0]], False), ([runs[0]], True), (runs, False), (runs, True)):
+        preds = predict_split(members, "test", per_class=per_class, tta=tta)
+        found = metrics(preds)
+        rows.append(
+            {
+                "predictor": f"{' + '.join(members)}{' with TTA' if tta else ''}",
+                "accuracy": found["accuracy"],
+                "top_k_accuracy": found["top_k_accuracy"],
+                "forward passes per image": len(members) * (7 if tta else 1),
+            }
+        )
+    return pd.DataFrame(rows)

@@ -186,6 +186,15 @@ def load_split(source: str | os.PathLike, split: str, **kwargs) -> CharData:
     return load_dataset(source, **kwargs)[split]
 
 
+SMOKE_PER_CLASS = {"train": 8, "validation": 4}  # what a smoke run trains and selects on
+
+
+def smoke_subsets(ds: Dataset, seed: int) -> tuple[CharData, CharData]:
+    """The training and validation images a smoke run uses (a few per class, seeded)."""
+    n = SMOKE_PER_CLASS
+    return ds.train.subset(n["train"], seed), ds.validation.subset(n["validation"], seed)
+
+
 def smoke_source(source: str | os.PathLike, smoke: bool) -> str | os.PathLike:
     """Smoke runs swap the default built-in data ('synth') for its small preset."""
     return "synth-small" if smoke and str(source) == "synth" else source

@@ -152,6 +152,7 @@ def fit(
     resume: bool = True,
     overwrite: bool = False,
     time_budget=None,
+    steps_per_epoch: int | None = None,
     smoke: bool = False,
     progress: bool = True,
     callback=None,
@@ -164,14 +165,14 @@ def fit(
     (every `checkpoint_every` epochs). With resume=True a run_dir holding last.pt continues
     after its last finished epoch; a run_dir holding a trained run is otherwise refused unless
     overwrite=True (`smoke` runs may replace smoke runs). `time_budget` (seconds, "auto" or None)
-    sizes the run to end in time (`budget`). `callback(record, history)` runs after each epoch.
+    sizes the run to end in time (`budget`); `steps_per_epoch` fixes its share of the data per
+    epoch by hand (`reproduce`). `callback(record, history)` runs after each epoch.
     `data_source` (a folder, zip or preset name) is recorded so evaluation can find the data.
     """
     start = time.perf_counter()
     knobs = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "img_size": img_size}
-    params = resolve_params(
-        recipe, device=device, stem=stem, time_budget=time_budget, model=model, **knobs
-    )
+    knobs |= {"stem": stem, "model": model, "steps_per_epoch": steps_per_epoch}  # None: default
+    params = resolve_params(recipe, device=device, time_budget=time_budget, **knobs)
     params |= _run_facts(train, val, params, data_source)
     params |= {"pretrained": pretrained, "compile": compile, "ema": ema, "seed": seed}
     params |= {"patience": patience, "checkpoint_every": checkpoint_every, "smoke": smoke}

@@ -37,6 +37,7 @@ ORDER = [
     "plots",
     "evaluate",
     "compare",
+    "reproduce",
     "infer",
     "canvas",
     "pipeline",

@@ -1,6 +1,8 @@
 """Ensembles and test-time augmentation: the averaging, the views, the refusals, and every place
 that takes them (Predictor, evaluation, the command line, the drawing pad)."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -105,3 +107,36 @@ def test_the_pad_draws_with_an_ensemble(tiny_run, second_run):
     pad = DrawingPad(Predictor.from_runs([tiny_run, second_run], tta=True), top_k=5)
     pad.draw(SCRIPTED["7"])
     assert len(pad.predict()) == 5 and pad.results.value.count("charlib-prediction") == 5
+
+
+@pytest.mark.slow
+def test_reproduce_retrains_a_run_to_identical_metrics_on_the_cpu(isolated_dirs, capsys):
+    from charlib import data, paths, train
+
+    ds = load_dataset("synth-small", progress=False)
+    train_set, val_set = data.smoke_subsets(ds, 3)
+    source = paths.runs_dir() / "repro-src"
+    train.fit(
+        train_set,
+        val_set,
+        run_dir=source,
+        device="cpu",
+        epochs=2,
+        batch_size=64,
+        steps_per_epoch=8,  # as a time budget would plan it: a share of the data per epoch
+        stem="imagenet",
+        seed=3,
+        smoke=True,
+        data_source="synth-small",
+        progress=False,
+    )
+    before = {p.name: p.read_bytes() for p in source.iterdir()}
+    assert main(["reproduce", "repro-src"]) == 0
+    out = capsys.readouterr().out
+    assert "repro-src-reproduced" in out and out.strip().endswith("identical metrics")
+    again = paths.runs_dir() / "repro-src-reproduced"
+    history = [r["images"] for r in json.loads((again / "history.json").read_text())]
+    assert history == [8 * 64, 8 * 64]  # the original's plan, not all the data
+    assert {p.name: p.read_bytes() for p in source.iterdir()} == before  # measured, not rewritten
+    assert main(["reproduce", "repro-src"]) == 1  # the reproduction is never overwritten
+    assert "already holds a trained run" in capsys.readouterr().err
