@@ -45,6 +45,7 @@ bench: $(STAMP)  ## benchmarks against the seed recipe (results in benchmarks/re
 	$(PY) benchmarks/transfer.py
 	$(PY) benchmarks/augmentation.py
 	$(PY) benchmarks/robustness.py
+	$(PY) benchmarks/ensemble.py
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
