@@ -46,6 +46,7 @@ bench: $(STAMP)  ## benchmarks against the seed recipe (results in benchmarks/re
 	$(PY) benchmarks/augmentation.py
 	$(PY) benchmarks/robustness.py
 	$(PY) benchmarks/ensemble.py
+	$(PY) benchmarks/architectures.py
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -96,6 +96,22 @@ def test_a_smoke_sweep_trains_two_runs_and_compares_them(isolated_dirs, monkeypa
     assert (paths.runs_dir() / "demo" / "LR-0.001" / "best.pt").stat().st_mtime_ns == before
 
 
+@pytest.mark.notebook
+def test_a_smoke_sweep_over_models(isolated_dirs, capsys):
+    reports = isolated_dirs / "model-sweep-reports"
+    args = ["sweep", "models", "-g", "MODEL=plain_cnn,mobilenet_v3_small", "--smoke"]
+    assert main([*args, "--out", str(reports), "--cell-timeout", str(CELL_TIMEOUT)]) == 0
+    shown = capsys.readouterr().out
+    assert "models/MODEL-plain_cnn: ok" in shown and "models/MODEL-mobilenet_v3_small: ok" in shown
+    for name in ("plain_cnn", "mobilenet_v3_small"):
+        params = json.loads(
+            (paths.runs_dir() / "models" / f"MODEL-{name}" / "params.json").read_text()
+        )
+        assert params["model"] == name
+    board = (reports / "models" / "06_compare_runs.html").read_text()
+    assert "mobilenet_v3_small" in board and "with TTA" in board  # the ensemble section ran
+
+
 def _only_compare(real):
     def run_all(params, only=None, **kw):
         if only != sweep.COMPARE:
