@@ -124,26 +124,31 @@ def run_data(run: Path):
 
 
 def ensemble_table(
-    board: pd.DataFrame, *, top: int = 3, per_class: int | None = None
+    runs: list, *, per_class: int | None = None, split: str = "test"
 ) -> pd.DataFrame:
-    """The best evaluated run alone, with test-time augmentation, and the ensemble of the `top`
-    evaluated runs (with and without TTA), on the same test images: accuracy and the cost
-    in forward passes per image. Members must share classes and input (else ValueError)."""
+    """The first run alone, with test-time augmentation, and the ensemble of all `runs` (with
+    and without TTA), on the same images: accuracy, top-k and the cost in forward passes per
+    image. Members must share classes and input (else ValueError)."""
     from charlib.evaluate import metrics, predict_split
 
-    runs = board[board.status == "evaluated"].run.tolist()[:top]
-    if len(runs) < 2:
-        raise ValueError("an ensemble needs at least two evaluated runs")
+    if len(runs) < 1:
+        raise ValueError("no run to evaluate")
+    ways = [([runs[0]], False), ([runs[0]], True)]
+    ways += [(list(runs), False), (list(runs), True)] if len(runs) > 1 else []
     rows = []
-    for members, tta in (([runs[0]], False), ([runs[0]], True), (runs, False), (runs, True)):
-        preds = predict_split(members, "test", per_class=per_class, tta=tta)
-        found = metrics(preds)
+    for members, tta in ways:
+        found = metrics(predict_split(members, split, per_class=per_class, tta=tta))
         rows.append(
             {
-                "predictor": f"{' + '.join(members)}{' with TTA' if tta else ''}",
+                "predictor": " + ".join(map(str, members)) + (" with TTA" if tta else ""),
                 "accuracy": found["accuracy"],
                 "top_k_accuracy": found["top_k_accuracy"],
                 "forward passes per image": len(members) * (7 if tta else 1),
             }
         )
     return pd.DataFrame(rows)
+
+
+def top_runs(board: pd.DataFrame, top: int) -> list[str]:
+    """The names of the `top` best evaluated runs of a leaderboard."""
+    return board[board.status == "evaluated"].run.tolist()[:top]

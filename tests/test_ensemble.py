@@ -140,3 +140,19 @@ def test_reproduce_retrains_a_run_to_identical_metrics_on_the_cpu(isolated_dirs,
     assert {p.name: p.read_bytes() for p in source.iterdir()} == before  # measured, not rewritten
     assert main(["reproduce", "repro-src"]) == 1  # the reproduction is never overwritten
     assert "already holds a trained run" in capsys.readouterr().err
+
+
+@pytest.mark.notebook
+def test_notebook_04_shows_the_run_against_tta_and_an_ensemble(tiny_run, second_run, tmp_path):
+    from notebook_outputs import errors, outputs
+
+    from charlib import pipeline
+
+    params = {"RUN_NAME": "tiny", "PER_CLASS": 2, "TTA": True, "ENSEMBLE": [str(second_run)]}
+    [result] = pipeline.run_all(
+        params, only=["04"], reports=tmp_path, progress=False, cell_timeout=300
+    )
+    assert not errors(outputs(result.executed))
+    page = result.html.read_text()
+    assert "tiny with TTA" in page and f"{second_run} with TTA" in page
+    assert page.count("forward passes per image") == 2  # the heading's text and the table
