@@ -140,7 +140,8 @@ def ensemble_table(
         found = metrics(predict_split(members, split, per_class=per_class, tta=tta))
         rows.append(
             {
-                "predictor": " + ".join(map(str, members)) + (" with TTA" if tta else ""),
+                "predictor": " + ".join(name_of(paths.resolve_run(m)) for m in members)
+                + (" with TTA" if tta else ""),
                 "accuracy": found["accuracy"],
                 "top_k_accuracy": found["top_k_accuracy"],
                 "forward passes per image": len(members) * (7 if tta else 1),

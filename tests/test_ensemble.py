@@ -154,5 +154,5 @@ def test_notebook_04_shows_the_run_against_tta_and_an_ensemble(tiny_run, second_
     )
     assert not errors(outputs(result.executed))
     page = result.html.read_text()
-    assert "tiny with TTA" in page and f"{second_run} with TTA" in page
+    assert "tiny with TTA" in page and "tiny + tiny-seed1 with TTA" in page
     assert page.count("forward passes per image") == 2  # the heading's text and the table
