@@ -88,6 +88,10 @@ def main() -> None:
         )
     kind = "gpu" if device != "cpu" else "cpu"
     out = ROOT / "benchmarks" / "results" / f"architectures-{kind}.json"
+    if out.is_file():  # rows of models not rerun now are kept
+        earlier = json.loads(out.read_text()).get("rows", [])
+        rows = [r for r in earlier if r["model"] not in {x["model"] for x in rows}] + rows
+        rows.sort(key=lambda r: MODELS.index(r["model"]) if r["model"] in MODELS else 99)
     result = {"environment": environment(), "time_budget": args.time_budget, "rows": rows}
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {out}")

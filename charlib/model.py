@@ -59,6 +59,11 @@ def build(
     model.features[0][0] = nn.Conv2d(
         in_channels, first.out_channels, kernel_size=3, stride=stride, padding=1, bias=False
     )
+    for norm in model.modules():
+        if isinstance(norm, nn.BatchNorm2d):
+            # MobileNetV3's 0.01 lets the running statistics lag so far behind a short run
+            # (one CPU epoch: ~180 steps) that evaluation reads chance; 0.1 is torch's default.
+            norm.momentum = 0.1
     return model
 
 
