@@ -48,7 +48,7 @@ def combination_name(combination: dict) -> str:
 
 
 def _slug(value) -> str:
-    return re.sub(r"[^A-Za-z0-9.+-]+", "-", str(value)).strip("-")
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", str(value)).strip("-")
 
 
 def check(name: str, axes: dict[str, list], fixed: dict, *, limit: int = MAX_COMBINATIONS) -> None:
