@@ -121,9 +121,7 @@ def select(found: list[Path], only: list[str] | None) -> list[Path]:
 
 def declared_parameters(notebook: Path) -> set[str]:
     """Names assigned in the notebook's cell tagged 'parameters'."""
-    import papermill
-
-    return set(papermill.inspect_notebook(str(notebook)))
+    return set(declared([notebook]))
 
 
 def run_notebook(
@@ -309,7 +307,7 @@ def report_name(parameters: dict) -> str:
     """The reports/<name> folder of the run the parameters name (smoke checks: 'smoke'; None:
     the latest trained run), so one run's reports never replace another's."""
     run = paths.run_for(parameters.get("RUN_NAME"), bool(parameters.get("SMOKE")))
-    if paths.is_latest(run) and "RUN_NAME" not in parameters and run is None:
+    if run is None and "RUN_NAME" not in parameters:
         return "unnamed"  # notebooks that name no run
     if paths.is_latest(run):
         try:
@@ -427,19 +425,19 @@ def _record(reports: Path, name: str, parameters: dict) -> dict:
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "status": "running",
         "error": "",
-        "parameters": {k: v for k, v in parameters.items()},
+        "parameters": dict(parameters),
         "notebooks": earlier.get("notebooks", []),
         "summary": {},
     }
 
 
-def _save_record(record: dict, reports: Path, result: NotebookResult | None = None) -> None:
+def _save_record(record: dict, reports: Path, result: NotebookResult) -> None:
+    """Add a notebook's outcome to the run's record; rewrite its page and the index of runs."""
     out_dir = reports / record["run"]
-    if result is not None:
-        entry = {k: v for k, v in asdict(result).items() if k in ("name", "seconds", "ok")}
-        entry |= {"html": result.html.name, "error": result.error}
-        record["notebooks"] = [n for n in record["notebooks"] if n["name"] != result.name]
-        record["notebooks"] = sorted([*record["notebooks"], entry], key=lambda n: n["name"])
+    entry = {k: v for k, v in asdict(result).items() if k in ("name", "seconds", "ok")}
+    entry |= {"html": result.html.name, "error": result.error}
+    record["notebooks"] = [n for n in record["notebooks"] if n["name"] != result.name]
+    record["notebooks"] = sorted([*record["notebooks"], entry], key=lambda n: n["name"])
     given = record["parameters"]
     record["summary"] = run_summary(paths.run_for(given.get("RUN_NAME"), bool(given.get("SMOKE"))))
     write_json(out_dir / RUN_RECORD, record)
@@ -476,8 +474,8 @@ def run_all(
             notebook, out_dir, parameters, progress=progress, cell_timeout=cell_timeout, env=env
         )
         results.append(result)
-        record |= {"status": "ok" if result.ok else "failed", "error": result.error}
-        record["status"] = "running" if result.ok and i < len(chosen) else record["status"]
+        status = "failed" if not result.ok else "running" if i < len(chosen) else "ok"
+        record |= {"status": status, "error": result.error}
         _save_record(record, reports, result)
         if progress:
             print(f"      {'done' if result.ok else 'FAILED'} in {duration(result.seconds)}")
