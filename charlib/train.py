@@ -197,6 +197,8 @@ def _plan(t: _Training, val, resumed: Path | None, start: float) -> None:
         earlier = _read_json(resumed / "params.json", {})
         if earlier.get("plan"):  # a budgeted run goes on as planned, whatever is passed now
             p |= {k: earlier[k] for k in ("epochs", "steps_per_epoch", "plan", "time_budget")}
+        else:  # a run started without a budget goes on without one
+            p["time_budget"] = None
     elif p["time_budget"] is not None:
         step, overhead = budget.measure(t, val)
         plan = budget.choose(

@@ -127,3 +127,18 @@ def test_a_smoke_run_replaces_only_a_smoke_run(tmp_path):
     cpu_fit(tiny(), run_dir=real, epochs=1, batch_size=32)
     with pytest.raises(ValueError, match="already holds a trained run"):
         cpu_fit(tiny(), run_dir=real, epochs=1, batch_size=32, resume=False, smoke=True)
+
+
+def test_resuming_a_run_without_a_budget_does_not_record_one(tmp_path):
+    data, run = tiny(per_class=32), tmp_path / "r"
+
+    def stop_after_first(record, history):
+        if record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cpu_fit(data, run_dir=run, epochs=2, batch_size=16, callback=stop_after_first)
+    summary = cpu_fit(data, run_dir=run, epochs=2, batch_size=16, time_budget="auto")
+    params = json.loads((run / "params.json").read_text())
+    assert params["time_budget"] is None and "plan" not in params
+    assert summary["epochs_run"] == 2
