@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from charlib import paths
+from charlib.files import read_json
 
 # Settings a leaderboard shows when they differ between the runs compared.
 SETTINGS = (
@@ -46,13 +47,6 @@ def find_runs(runs) -> list[Path]:
     return trained
 
 
-def _json(path: Path, default):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return default
-
-
 def name_of(run: Path) -> str:
     """A run's name as RUN_NAME takes it: relative to runs/ where it lies there."""
     return (
@@ -68,9 +62,9 @@ def leaderboard(runs: list[Path]) -> pd.DataFrame:
     listed as 'not evaluated' (last), not dropped."""
     rows = []
     for run in runs:
-        params = _json(run / "params.json", {})
-        history = _json(run / "history.json", [])
-        metrics = _json(run / "metrics.json", None)
+        params = read_json(run / "params.json", {})
+        history = read_json(run / "history.json", [])
+        metrics = read_json(run / "metrics.json", None)
         row = {"run": name_of(run), "status": "evaluated" if metrics else "not evaluated"}
         for key in ("accuracy", "top_k_accuracy", "f1_macro", "ece"):
             row[key] = (metrics or {}).get(key, float("nan"))
@@ -91,13 +85,13 @@ def _shown(value):
 
 def histories(runs: list[Path]) -> dict[str, list[dict]]:
     """Each run's history.json, by run name."""
-    return {name_of(r): _json(r / "history.json", []) for r in runs}
+    return {name_of(r): read_json(r / "history.json", []) for r in runs}
 
 
 def class_differences(best: Path, baseline: Path) -> pd.DataFrame:
     """Per-class test accuracy (recall) of two evaluated runs and its difference, biggest gain
     first; classes either run lacks are left out."""
-    reports = [_json(r / "classification_report.json", None) for r in (best, baseline)]
+    reports = [read_json(r / "classification_report.json", None) for r in (best, baseline)]
     if None in reports:
         missing = [str(r) for r, rep in zip((best, baseline), reports, strict=True) if rep is None]
         raise ValueError(f"not evaluated: {', '.join(missing)} (run notebook 04 on it first)")
@@ -117,7 +111,7 @@ def class_differences(best: Path, baseline: Path) -> pd.DataFrame:
 
 def run_data(run: Path):
     """The data a run trained on (its params.json), for images of its classes."""
-    source = _json(run / "params.json", {}).get("data")
+    source = read_json(run / "params.json", {}).get("data")
     if source is None:
         raise ValueError(f"{run}: the run does not record the data it trained on")
     return source

@@ -31,6 +31,14 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     return atomic_write(path, lambda f: f.write(text.encode()))
 
 
+def read_json(path: str | os.PathLike, default):
+    """A JSON file's content, or `default` when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return default
+
+
 def save_torch(path: str | os.PathLike, obj: dict) -> Path:
     """torch.save, written atomically (checkpoints hold only tensors and plain values)."""
     import torch

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from charlib import paths
-from charlib.files import atomic_write, write_json
+from charlib.files import atomic_write, read_json, write_json
 from charlib.progress import LOG_VARIABLE, OFF_VARIABLE
 
 NOTEBOOK_NAME = re.compile(r"^(\d\d)_\w+\.ipynb$")
@@ -377,10 +377,9 @@ def write_overview(reports: Path) -> Path:
     """reports/index.html: every run with reports here, newest first, each linking its page."""
     records = []
     for found in reports.glob(f"**/{RUN_RECORD}"):  # runs, and each run of a sweep
-        try:
-            records.append(json.loads(found.read_text()))
-        except (OSError, ValueError):
-            continue  # a record being written, or broken by hand: the others still show
+        record = read_json(found, None)  # None: being written, or broken by hand
+        if record is not None:
+            records.append(record)
     records.sort(key=lambda r: r.get("started", ""), reverse=True)
     e = html.escape
     rows = []
@@ -416,10 +415,7 @@ def write_overview(reports: Path) -> Path:
 def _record(reports: Path, name: str, parameters: dict) -> dict:
     """The run's record, continued from an earlier one of the same run (its other notebooks'
     reports stay listed when only some are rerun)."""
-    try:
-        earlier = json.loads((reports / name / RUN_RECORD).read_text())
-    except (OSError, ValueError):
-        earlier = {}
+    earlier = read_json(reports / name / RUN_RECORD, {})
     return {
         "run": name,
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from charlib import paths, pipeline
-from charlib.files import write_json
+from charlib.files import read_json, write_json
 
 # A grid larger than this is refused unless `limit=` (--max) is raised: a typo in a grid should
 # not start hundreds of trainings.
@@ -89,10 +89,7 @@ def check(name: str, axes: dict[str, list], fixed: dict, *, limit: int = MAX_COM
 
 
 def _record(name: str) -> dict:
-    try:
-        return json.loads((paths.runs_dir() / name / RECORD).read_text())
-    except (OSError, ValueError):
-        return {}
+    return read_json(paths.runs_dir() / name / RECORD, {})
 
 
 def run_sweep(

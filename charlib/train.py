@@ -8,7 +8,6 @@ difference between the two is a value in `RECIPES`.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from charlib import augment as aug
 from charlib import budget, checkpoint, ink, preprocess
 from charlib.batches import SOURCES
 from charlib.env import device_name, environment
-from charlib.files import write_json
+from charlib.files import read_json, write_json
 from charlib.model import DEFAULT_MODEL, MODELS, build, evaluate_loss, forward, prepare
 from charlib.progress import bar, report
 from charlib.schedule import Schedule, optimizer
@@ -107,7 +106,7 @@ def check_target(run_dir, *, resume: bool, overwrite: bool, smoke: bool = False)
     if not held or overwrite or (resume and "last.pt" in held):
         return
     earlier, history = (
-        _read_json(run_dir / n, d) for n, d in (("params.json", {}), ("history.json", []))
+        read_json(run_dir / n, d) for n, d in (("params.json", {}), ("history.json", []))
     )
     if smoke and earlier.get("smoke"):
         return
@@ -119,13 +118,6 @@ def check_target(run_dir, *, resume: bool, overwrite: bool, smoke: bool = False)
         "choose another run name, or overwrite it (OVERWRITE=True, --overwrite) or continue it "
         "(RESUME=True)"
     )
-
-
-def _read_json(path: Path, default):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return default
 
 
 def fit(
@@ -194,7 +186,7 @@ def _plan(t: _Training, val, resumed: Path | None, start: float) -> None:
     build the schedule over the steps it will take."""
     p = t.params
     if resumed is not None:
-        earlier = _read_json(resumed / "params.json", {})
+        earlier = read_json(resumed / "params.json", {})
         if earlier.get("plan"):  # a budgeted run goes on as planned, whatever is passed now
             p |= {k: earlier[k] for k in ("epochs", "steps_per_epoch", "plan", "time_budget")}
         else:  # a run started without a budget goes on without one
