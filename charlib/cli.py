@@ -176,9 +176,29 @@ def _parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export a run's model")
     export.add_argument("--run", default=None, help=RUN_HELP)
     export.add_argument("--onnx", action="store_true", required=True, help="ONNX, dynamic batch")
-    export.add_argument("--out", default=None, help="file (default: runs/<name>/model.onnx)")
+    export.add_argument(
+        "--int8", action="store_true", help="static int8, calibrated on the training images"
+    )
+    export.add_argument("--data", default=None, help="training data for --int8 (default: run's)")
+    export.add_argument(
+        "--out", default=None, help="file (default: runs/<name>/model.onnx or model-int8.onnx)"
+    )
     _data_parser(sub)
+    _serve_parser(sub)
     return parser
+
+
+def _serve_parser(sub) -> None:
+    serve = sub.add_parser("serve", help="the REST API and the web drawing pad (FastAPI)")
+    serve.add_argument("--run", default=None, help=RUN_HELP)
+    serve.add_argument("--host", default="127.0.0.1", help="address (default: this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="port (0: any free one)")
+    serve.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "torch", "onnx", "onnx-int8"),
+        help="auto: torch on a GPU, ONNX fp32 on the CPU; onnx-int8: static int8 (CPU)",
+    )
 
 
 RUN_HELP = "run name under runs/, or a folder (default: the latest trained run)"
@@ -474,10 +494,21 @@ def _data(args) -> None:
             print(f"  {row.action} {row.split}/{row.path}: {row.reason}")
 
 
-def _export(args) -> None:
-    from charlib.infer import export_onnx
+def _serve(args) -> None:
+    from charlib import serve
 
-    print(f"ONNX model written to {export_onnx(args.run, args.out)}")
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be from 0 to 65535, got {args.port}")
+    serve.serve(args.run, host=args.host, port=args.port, backend=args.backend)
+
+
+def _export(args) -> None:
+    from charlib import export
+
+    if args.int8:
+        print(f"int8 ONNX model written to {export.int8(args.run, args.out, data=args.data)}")
+    else:
+        print(f"ONNX model written to {export.onnx(args.run, args.out)}")
 
 
 COMMANDS = {
@@ -488,6 +519,7 @@ COMMANDS = {
     "predict": _predict,
     "evaluate": _evaluate,
     "export": _export,
+    "serve": _serve,
 }
 
 

@@ -58,11 +58,30 @@ def decode(data: bytes, *, max_side: int | None = None) -> tuple[np.ndarray, boo
     return to_white_on_black(gray)
 
 
-def check_size(size: tuple[int, int]) -> None:
-    """Refuse an image of more than MAX_PIXELS pixels (from its header, before decoding)."""
+def check_size(size: tuple[int, int], max_pixels: int = MAX_PIXELS) -> None:
+    """Refuse an image of more than `max_pixels` pixels (from its header, before decoding)."""
     w, h = size
-    if w * h > MAX_PIXELS:
-        raise BadImage(TOO_LARGE, f"{w}×{h} pixels, over the {MAX_PIXELS:,} limit")
+    if w * h > max_pixels:
+        raise BadImage(TOO_LARGE, f"{w}×{h} pixels, over the {max_pixels:,} limit")
+
+
+def probe(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """An image file's (width, height) from its header alone, refused past `max_pixels`;
+    no pixel is decoded."""
+    if not data:
+        raise BadImage(EMPTY)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                check_size(img.size, max_pixels)
+                return img.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadImage(TOO_LARGE, f"over the {max_pixels:,}-pixel limit") from None
+    except UnidentifiedImageError as e:
+        raise BadImage(NOT_IMAGE, str(e)) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise BadImage(CORRUPT, str(e)) from None
 
 
 def shrink_on_load(img: Image.Image, side: int) -> None:

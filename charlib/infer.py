@@ -5,25 +5,25 @@
 
 Preprocessing is `preprocess.model_view` (photos and scans cleaned by `ink.find`) then
 `augment.eval_input`, the transform training evaluates with. backend="onnx" runs the exported
-graph with onnxruntime on the CPU.
+graph with onnxruntime on the CPU, backend="onnx-int8" its static int8 quantization
+(`export.int8`, calibrated on the run's training images).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from charlib import checkpoint, ink, preprocess
+from charlib import checkpoint, export, ink, preprocess
 from charlib.augment import eval_input
 from charlib.codes import IMAGE_SIZE, code_to_char
 from charlib.env import device_name
 from charlib.model import forward, predict_probs, prepare
 from charlib.paths import resolve_run
 
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx", "onnx-int8")  # onnx*: onnxruntime on the CPU
 UNSURE_BELOW = 0.5  # top confidence under this is flagged "unsure"
 OK, UNSURE, BLANK = "ok", "unsure", "nothing drawn"
 
@@ -64,7 +64,7 @@ class Predictor:
         tta: bool = False,
     ):
         if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; expected 'torch' or 'onnx'")
+            raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
         if tta and backend != "torch":
             raise ValueError("test-time augmentation runs with backend='torch'")
         self.tta = tta
@@ -73,13 +73,14 @@ class Predictor:
         self.size = int(self.params.get("data_size") or min(self.params["img_size"], IMAGE_SIZE))
         self.fill = float(self.params.get("ink_fill") or preprocess.DEFAULT_FILL)
         self.stroke_width = float(self.params.get("stroke_width") or ink.DEFAULT_WIDTH)
-        self.device = torch.device("cpu" if backend == "onnx" else device_name(device))
+        onnx_backend = backend.startswith("onnx")
+        self.device = torch.device("cpu" if onnx_backend else device_name(device))
         self.meta = {k: ckpt.get(k) for k in ("epoch", "best_val_acc", "val_acc")}
         self.model = None
         if backend == "torch":
             self.model = prepare(checkpoint.model_from_checkpoint(ckpt), self.device)
         self.members = [self.model]  # more for an ensemble (`from_runs`)
-        self.session = _onnx_session(onnx) if backend == "onnx" else None
+        self.session = _onnx_session(onnx) if onnx_backend else None
         self._graph = None
 
     @classmethod
@@ -92,9 +93,11 @@ class Predictor:
         ckpt = checkpoint.load(run_dir / "best.pt")
         onnx = None
         if backend == "onnx":
-            onnx = run_dir / "model.onnx"
-            if not onnx.is_file() or onnx.stat().st_mtime < (run_dir / "best.pt").stat().st_mtime:
-                _export(ckpt, onnx)
+            onnx = export.current(run_dir, export.FP32) or export.write_onnx(
+                ckpt, run_dir / export.FP32
+            )
+        elif backend == "onnx-int8":
+            onnx = export.current(run_dir, export.INT8) or export.int8(run_dir)
         predictor = cls(ckpt, device=device, backend=backend, onnx=onnx, tta=tta)
         predictor.run_dir, predictor.runs = run_dir, [run_dir]
         return predictor
@@ -133,10 +136,16 @@ class Predictor:
         """Top-k guesses for each input, run through the model as one batch."""
         if not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
-        top_k = min(top_k, len(self.classes))
         seen = [self.prepare(x) for x in inputs]
         drawn = [img for img in seen if img is not None]
         probs = self.probabilities(np.stack(drawn)) if drawn else np.zeros((0, len(self.classes)))
+        return self.results(seen, probs, top_k, unsure_below=unsure_below)
+
+    def results(
+        self, seen: list, probs: np.ndarray, top_k: int = 5, *, unsure_below: float = UNSURE_BELOW
+    ) -> list[Prediction]:
+        """Prepared inputs (None when blank) and the drawn ones' probabilities -> Predictions."""
+        top_k = min(top_k, len(self.classes))
         out, row = [], 0
         for img in seen:
             if img is None:
@@ -210,35 +219,3 @@ def _onnx_session(path):
     options = ort.SessionOptions()
     options.intra_op_num_threads = min(4, os.cpu_count() or 1)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def export_onnx(run, path=None, *, opset: int = 18) -> Path:
-    """Write the run's best model as ONNX (input 'input': N×C×H×W float, dynamic N)."""
-    run_dir = resolve_run(run)
-    ckpt = checkpoint.load(run_dir / "best.pt")
-    return _export(ckpt, Path(path) if path else run_dir / "model.onnx", opset=opset)
-
-
-def _export(ckpt: dict, target: Path, *, opset: int = 18) -> Path:
-    p = ckpt["params"]
-    model = checkpoint.model_from_checkpoint(ckpt, "cpu")
-    example = torch.zeros(1, p["channels"], p["img_size"], p["img_size"])
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        torch.onnx.export(
-            model,
-            (example,),
-            str(tmp),
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_shapes=({0: torch.export.Dim("batch")},),  # by position: any forward's
-            opset_version=opset,
-            dynamo=True,
-            external_data=False,  # one self-contained file, renamed into place atomically
-            verbose=False,
-        )
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target

@@ -10,7 +10,8 @@ from PIL import Image
 
 from charlib import checkpoint, preprocess
 from charlib.data import load_dataset
-from charlib.infer import Predictor, export_onnx
+from charlib.export import onnx as export_onnx
+from charlib.infer import Predictor
 from charlib.model import predict_logits
 from charlib.paths import resolve_run
 from charlib.strokes import Strokes, rasterize

@@ -190,7 +190,8 @@ def test_every_model_trains_resumes_predicts_and_exports(name, tmp_path):
     from test_train import cpu_fit, tiny
 
     from charlib import checkpoint
-    from charlib.infer import Predictor, export_onnx
+    from charlib.export import onnx as export_onnx
+    from charlib.infer import Predictor
     from charlib.strokes import SCRIPTED
 
     run = tmp_path / name
