@@ -577,8 +577,12 @@ def serve(run=None, *, host: str = "127.0.0.1", port: int = 8000, backend: str =
     """Load the run, bind host:port and serve until Ctrl+C (`python -m charlib serve`)."""
     import uvicorn
 
-    service = load(run, backend)
-    sock = listen(host, port)
+    sock = listen(host, port)  # a taken port fails before the model loads
+    try:
+        service = load(run, backend)
+    except BaseException:
+        sock.close()
+        raise
     port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     print(

@@ -240,3 +240,61 @@ def test_pad_in_voila(served, browser, shots, tmp_path):
             page.close()
     if os.environ.get("CHARLIB_REFRESH_SCREENSHOT") == "1":  # on request only: a tracked file
         shutil.copy(shots / "drawing_pad_voila.png", README_SHOT)
+
+
+SERVED_SHOT = ROOT / "docs" / "served_pad.png"
+
+
+@pytest.fixture(scope="module")
+def charlib_server(served, tmp_path_factory):
+    """`python -m charlib serve` on a free port with the module's run; stopped at the end."""
+    base, _, env = served
+    port = free_port()
+    run = next((base / "runs").iterdir())
+    cmd = [sys.executable, "-m", "charlib", "serve", "--run", str(run), "--port", str(port)]
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with server(cmd, url=f"{url}/health", env=env, log=log, timeout=120):
+        yield url
+
+
+def test_pad_served_by_charlib(charlib_server, browser, shots, tmp_path):
+    page = browser.new_page(viewport={"width": 1000, "height": 700})
+    page.set_default_timeout(TIMEOUT_MS)
+    console = []
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    try:
+        page.goto(charlib_server + "/")
+        sync_api.expect(page.locator(".charlib-footer")).to_contain_text("classes")
+        seen = exercise_pad(page, "served", tmp_path, shots)
+        assert {len(guesses) for guesses in seen.values()} == {5}
+    finally:
+        page.close()
+    assert not console, f"errors in the page's console: {console}"
+    if os.environ.get("CHARLIB_REFRESH_SCREENSHOT") == "1":  # on request only: a tracked file
+        shutil.copy(shots / "drawing_pad_served.png", SERVED_SHOT)
+
+
+def test_served_pad_draws_with_touch(charlib_server, browser):
+    """A finger's stroke (touch events, as a phone sends them) draws and predicts."""
+    context = browser.new_context(viewport={"width": 500, "height": 800}, has_touch=True)
+    page = context.new_page()
+    try:
+        page.goto(charlib_server + "/")
+        canvas = page.locator(".charlib-canvas")
+        box = settled_box(canvas)
+        cdp = context.new_cdp_session(page)
+        path = [(0.5, 0.15), (0.5, 0.4), (0.5, 0.6), (0.5, 0.85)]  # a '1' top to bottom
+        points = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in path]
+        for kind, (x, y) in zip(
+            ["touchStart"] + ["touchMove"] * (len(points) - 1), points, strict=True
+        ):
+            cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [{"x": x, "y": y}]})
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        sync_api.expect(page.locator(".charlib-strokes")).to_have_text("1 stroke")
+        assert ink(canvas, more_than=500) > 500, "the finger left no ink"
+        rows = page.locator(".charlib-results .charlib-prediction")
+        sync_api.expect(rows).to_have_count(5, timeout=20_000)  # predicted when the finger lifted
+        assert page.evaluate("() => window.scrollY") == 0, "the stroke scrolled the page"
+    finally:
+        context.close()
