@@ -13,8 +13,8 @@ top_k=0, text/plain), each of which must get a 4xx while every good request gets
 Per level: predictions/s (200s per wall second), client-side latency p50/p95/p99 (all requests
 and the good ones), counts by HTTP status, 5xx, and the server's RSS before and after. The seed
 baseline, in the same run: a stand-in for the seed's Flask app (stdlib ThreadingHTTPServer,
-HTTP/1.1 keep-alive, raw PNG in, the seed path of infer_latency.py: PIL -> 224×224 RGB, fp32
-ResNet-18, top-5 JSON out) under the same PNGs at 4 clients.
+HTTP/1.1 keep-alive, each answer in one write, raw PNG in, the seed path of infer_latency.py:
+PIL -> 224×224 RGB, fp32 ResNet-18, top-5 JSON out) under the same kind of PNGs at 4 clients.
 
 Targets: >= 300 predictions/s at 16 clients, p99 <= 50 ms at 4 clients, no 5xx, every malformed
 request a 4xx, memory growth < 50 MB. --max-seconds caps the whole test's wall clock.
@@ -320,6 +320,7 @@ def seed_server(port: int) -> None:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # Flask's threaded dev server keeps connections alive too
+        wbufsize = -1  # buffered: each response leaves in one write (no Nagle stall on it)
 
         def answer(self, status: int, data: dict) -> None:
             body = json.dumps(data).encode()
@@ -624,7 +625,11 @@ def compare(ours: dict, seed: dict | None) -> dict | None:
 
 def report(result: dict) -> None:
     ours, seed, vs = result["ours"], result["seed"], result["vs_seed"]
-    print(f"\ncharlib serve ({result['backend']}), {result['device']}, CPU: {result['cpu']}\n")
+    load = result["load_average_1_5_15"]
+    print(
+        f"\ncharlib serve ({result['backend']}), {result['device']}, CPU: {result['cpu']}; "
+        f"load average {load['before'][0]:.2f} before, {load['after'][0]:.2f} after\n"
+    )
     print(table(ours["levels"]))
     mem = ours["memory"]
     print(
@@ -685,7 +690,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the servers are stopped too
     from charlib.env import environment
 
-    started = time.monotonic()
+    started, load_before = time.monotonic(), os.getloadavg()
     deadline = started + args.max_seconds
     with tempfile.TemporaryDirectory(prefix="serve-load-") as folder:
         tmp = Path(folder)
@@ -713,6 +718,7 @@ def main() -> None:
         "cut_short": ours["cut_short"] or bool(seed and seed["cut_short"]),
         "max_seconds": args.max_seconds,
         "seconds": round(time.monotonic() - started, 1),
+        "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()},
     }
     if not args.no_seed and seed is None:
         result["cut_short"] = True

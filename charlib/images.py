@@ -76,6 +76,8 @@ def probe(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
             with Image.open(io.BytesIO(data)) as img:
                 check_size(img.size, max_pixels)
                 return img.size
+    except BadImage:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise BadImage(TOO_LARGE, f"over the {max_pixels:,}-pixel limit") from None
     except UnidentifiedImageError as e:

@@ -58,6 +58,7 @@ IMAGE_TYPES = frozenset(
 OPTIONS = ("top_k", "view")  # query parameters every predict request takes
 STATIC = Path(__file__).with_name("static")
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+FAILED = "the server failed on this request; its log has the details"  # a 500's whole answer
 
 
 class Refused(Exception):
@@ -548,7 +549,7 @@ def add_error_handlers(app) -> None:
     @app.exception_handler(Exception)
     async def crashed(request, e: Exception):
         logging.getLogger("charlib.serve").exception("%s %s failed", request.method, request.url)
-        return error(500, "the server failed on this request; its log has the details")
+        return error(500, FAILED)
 
 
 # Running it ----------------------------------------------------------------------------------
