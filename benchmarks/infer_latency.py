@@ -9,9 +9,15 @@ Paths, each from the same input to the same top-5 list:
 - onnx: the same Predictor with backend="onnx" (onnxruntime on the CPU).
 Inputs: strokes (rasterised by us) and a 280×280 PIL image of the same drawing.
 Latency: p50/p95 over --repeats single-drawing calls after --warmup calls, in ms.
+
+int8 (`--int8`, on by default when the shared EMNIST data is there): a model trained on EMNIST
+(`--int8-run R`, or one trained here at a 120 s CPU time budget), exported as fp32 ONNX and as
+static int8 ONNX (`charlib.export.int8`, calibrated on training images); both scored on the
+whole shared EMNIST test split (accuracy and the drop in points), and timed: one image through
+the session, one drawing end to end (Predictor), and a batch of 256 (images/s).
 Writes benchmarks/results/infer_latency-<device>.json.
 
-Usage: python benchmarks/infer_latency.py [--device auto] [--repeats 200]
+Usage: python benchmarks/infer_latency.py [--device auto] [--repeats 200] [--int8-run R]
 """
 
 from __future__ import annotations
@@ -29,14 +35,17 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from charlib import checkpoint
+from charlib import checkpoint, export
+from charlib.augment import eval_input
+from charlib.data import load_dataset
 from charlib.env import device_name, environment
 from charlib.infer import Predictor
 from charlib.model import resnet18
 from charlib.strokes import Strokes, rasterize
-from charlib.train import resolve_params
+from charlib.train import fit, resolve_params
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CHARLIB_SHARED_DATA") or ROOT.parent / "shared" / "data")
 CLASSES = list(range(33, 127)) + [999]  # the built-in data's 95 classes
 DRAWING = Strokes([[(140, 40), (80, 240)], [(140, 40), (200, 240)], [(100, 160), (180, 160)]])
 
@@ -103,6 +112,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--emnist", default=str(SHARED / "emnist-byclass"))
+    parser.add_argument("--int8-run", default=None, help="an EMNIST run (default: train one)")
+    parser.add_argument("--no-int8", action="store_true", help="skip the int8 comparison")
     args = parser.parse_args()
     device = device_name(args.device)
     cuda = device.startswith("cuda")
@@ -145,6 +157,8 @@ def main() -> None:
         "speedup_p50_vs_seed_on_device": round(seed_p50 / best["p50_ms"], 1),
         "rows": rows,
     }
+    if not args.no_int8 and Path(args.emnist).exists():
+        result["int8"] = int8_comparison(args, timing | {"cuda": False})
     tag = "gpu-" + env["gpu"].split(" (")[0].replace(" ", "_") if cuda else "cpu"
     path = ROOT / "benchmarks" / "results" / f"infer_latency-{tag}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,6 +170,67 @@ def main() -> None:
     if cuda:
         print(f"best on {device}: {best['path']}, p50 {best['p50_ms']} ms")
     print(f"-> {path.relative_to(ROOT)}")
+
+
+def int8_comparison(args, timing: dict) -> dict:
+    """fp32 against static int8 ONNX of one EMNIST model: test accuracy and CPU latency."""
+    emnist = load_dataset(args.emnist, progress=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(args.int8_run) if args.int8_run else Path(tmp) / "emnist"
+        if not args.int8_run:
+            print("int8: training an EMNIST model at a 120 s CPU time budget ...")
+            fit(emnist.train, emnist.validation, run_dir=run, device="cpu", time_budget=120,
+                progress=False, data_source=args.emnist)  # fmt: skip
+        ckpt = checkpoint.load(run / "best.pt")
+        fp32 = export.write_onnx(ckpt, Path(tmp) / "fp32.onnx")
+        start = time.perf_counter()
+        int8 = export.int8(run, Path(tmp) / "int8.onnx", data=args.emnist)
+        calibration_s = time.perf_counter() - start
+        x = eval_input(torch.from_numpy(emnist.test.images), ckpt["params"]).numpy()
+        truth, classes = emnist.test.codes, np.asarray(ckpt["classes"])
+        rows = {}
+        for name, path, backend in (("fp32", fp32, "onnx"), ("int8", int8, "onnx-int8")):
+            rows[name] = onnx_row(path, x, truth, classes, timing)
+            p = Predictor(ckpt, backend=backend, onnx=path)
+            rows[name]["drawing_end_to_end"] = latency(p.predict, DRAWING, **timing)
+            print(f"int8: {name:<5} " + ", ".join(f"{k} {v}" for k, v in rows[name].items()))
+    drop = round(rows["fp32"]["accuracy_pct"] - rows["int8"]["accuracy_pct"], 2)
+    speed = rows["int8"]["batch_images_per_s"] / rows["fp32"]["batch_images_per_s"]
+    single = rows["fp32"]["single"]["p50_ms"] / rows["int8"]["single"]["p50_ms"]
+    print(
+        f"int8: accuracy drop {drop} points (target <= 0.3), batch {speed:.2f}x, "
+        f"single image {single:.2f}x the fp32 speed; calibration {calibration_s:.0f} s"
+    )
+    return {
+        "test_images": len(truth),
+        "calibration_s": round(calibration_s, 1),
+        "accuracy_drop_points": drop,
+        "batch_speedup": round(speed, 2),
+        "single_speedup": round(single, 2),
+        **rows,
+    }
+
+
+def onnx_row(path: Path, x: np.ndarray, truth, classes, timing: dict) -> dict:
+    """Accuracy over x and the session's latency: one image, and batches of 256."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = min(4, os.cpu_count() or 1)
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def run(batch):
+        return session.run(None, {"input": batch})[0]
+
+    start = time.perf_counter()
+    logits = np.concatenate([run(x[i : i + 256]) for i in range(0, len(x), 256)])
+    seconds = time.perf_counter() - start
+    return {
+        "accuracy_pct": round(100 * float((classes[logits.argmax(1)] == truth).mean()), 2),
+        "batch_images_per_s": round(len(x) / seconds),
+        "single": latency(run, x[:1], **timing),
+        "size_mb": round(path.stat().st_size / 1e6, 2),
+    }
 
 
 if __name__ == "__main__":

@@ -197,7 +197,8 @@ def _serve_parser(sub) -> None:
         "--backend",
         default="auto",
         choices=("auto", "torch", "onnx", "onnx-int8"),
-        help="auto: torch on a GPU, ONNX fp32 on the CPU; onnx-int8: static int8 (CPU)",
+        help="auto: torch on a GPU, else int8 ONNX (fp32 ONNX when the training images that "
+        "calibrate int8 are missing)",
     )
 
 

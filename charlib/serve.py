@@ -39,7 +39,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
-from charlib import images
+from charlib import export, images
 from charlib.codes import code_to_char
 from charlib.infer import Predictor
 from charlib.paths import resolve_run
@@ -391,14 +391,25 @@ def png_data_url(img: np.ndarray) -> str:
 
 
 def load(run=None, backend: str = "auto", device: str = "auto") -> Service:
-    """Load the run's model once. backend "auto": torch on a GPU, else ONNX (fp32) on the CPU."""
+    """Load the run's model once. backend "auto": torch on a GPU; on the CPU static int8 ONNX
+    (calibrated on the run's training images the first time), or fp32 ONNX when those images
+    cannot be found (said in one line)."""
     from charlib.env import device_name
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     run_dir = resolve_run(run)
-    if backend == "auto":
-        backend = "torch" if device_name(device).startswith("cuda") else "onnx"
+    if backend == "auto" and device_name(device).startswith("cuda"):
+        backend = "torch"
+    elif backend == "auto":
+        backend = "onnx-int8"
+        if not export.current(run_dir, export.INT8):
+            print("charlib serve: int8 model: calibrating on training images (once)", flush=True)
+            try:
+                export.int8(run_dir)
+            except (ValueError, OSError) as e:
+                print(f"charlib serve: serving fp32 ONNX instead of int8 ({e})", flush=True)
+                backend = "onnx"
     predictor = Predictor.from_run(run_dir, device=device, backend=backend)
     predictor.predict_many([SCRIPTED["A"]] * 2)  # warm up: the first visitor waits for nothing
     return Service(predictor, run=run_dir.name, backend=backend)

@@ -342,3 +342,47 @@ def test_json_errors_are_one_sentence_even_for_a_failure(service, monkeypatch):
         r = c.post("/predict", json=A_JSON)
     assert r.status_code == 500
     assert json.loads(r.text) == {"error": serve.FAILED}
+
+
+# int8 ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_int8_model_agrees_with_fp32(tiny_run, capsys):
+    """Static int8 calibrated on the run's training images answers like the fp32 model."""
+    from charlib import export
+    from charlib.data import load_split
+    from charlib.infer import Predictor
+
+    assert cli.main(["export", "--run", str(tiny_run), "--onnx", "--int8"]) == 0
+    assert "int8 ONNX model written to" in capsys.readouterr().out
+    assert export.current(tiny_run, export.INT8) is not None
+    fp32 = Predictor.from_run(tiny_run, backend="onnx")
+    int8 = Predictor.from_run(tiny_run, backend="onnx-int8")
+    images = load_split("synth-small", "validation", progress=False).subset(2, 0).images
+    p32, p8 = fp32.probabilities(images), int8.probabilities(images)
+    # The 1-epoch model is nearly uniform (top-1 ~11%): near ties flip, so compare shapes; the
+    # benchmark measures accuracy on EMNIST (benchmarks/infer_latency.py).
+    top5 = np.argsort(-p32, 1)[:, :5]
+    inside = np.mean([b in t for b, t in zip(p8.argmax(1), top5, strict=True)])
+    assert inside >= 0.95, f"int8's top guess is in fp32's top 5 for {inside:.0%} of images"
+    corr = np.mean([np.corrcoef(a, b)[0, 1] for a, b in zip(p32, p8, strict=True)])
+    assert corr > 0.9, f"int8 and fp32 probabilities correlate at {corr:.2f}"
+    auto = serve.load(tiny_run, "auto", device="cpu")  # finds the int8 model, no recalibration
+    assert auto.backend == "onnx-int8" and "calibrating" not in capsys.readouterr().out
+    auto.batcher.close()
+
+
+def test_int8_needs_the_training_images(tiny_run, tmp_path, capsys):
+    from charlib import checkpoint, export
+
+    ckpt = checkpoint.load(tiny_run / "best.pt")
+    ckpt["params"] = {k: v for k, v in ckpt["params"].items() if k != "data"}
+    run = tmp_path / "nodata"
+    checkpoint.save(run / "best.pt", ckpt)
+    with pytest.raises(ValueError, match="does not record its data"):
+        export.int8(run)
+    assert not (run / export.INT8).exists()
+    svc = serve.load(run, "auto", device="cpu")  # falls back to fp32 and says so
+    assert svc.backend == "onnx" and "instead of int8" in capsys.readouterr().out
+    svc.batcher.close()
