@@ -10,8 +10,10 @@ DATA ?= synth
 ARGS ?=
 
 DEMO_PORT ?= 8866
+SERVE_PORT ?= 8000
+RUN ?=
 
-.PHONY: run test test-fast lab demo bench lint format clean
+.PHONY: run test test-fast lab demo serve bench lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +39,9 @@ lab: $(STAMP)  ## JupyterLab on the notebooks
 
 demo: $(STAMP)  ## the drawing pad (notebook 05 in Voila) on http://127.0.0.1:$(DEMO_PORT)
 	$(VENV)/bin/voila notebooks/05_interactive_demo.ipynb --no-browser --Voila.ip=127.0.0.1 --port=$(DEMO_PORT)
+
+serve: $(STAMP)  ## the REST API and the web pad on http://127.0.0.1:$(SERVE_PORT) (RUN=<run>, default latest)
+	$(PY) -m charlib serve --port $(SERVE_PORT) $(if $(RUN),--run '$(RUN)') $(ARGS)
 
 bench: $(STAMP)  ## benchmarks against the seed recipe (results in benchmarks/results/)
 	$(PY) benchmarks/load_speed.py

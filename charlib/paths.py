@@ -68,7 +68,9 @@ def resolve_run(run=None, *, trained: bool = True) -> Path:
     if is_latest(run):
         found = sorted(runs_dir().glob("*/best.pt"), key=lambda p: p.stat().st_mtime)
         if not found:
-            raise FileNotFoundError(f"no trained run in {runs_dir()}; run notebook 03 first")
+            raise FileNotFoundError(
+                f"no trained run in {runs_dir()}; train one first (make run, or notebook 03)"
+            )
         return found[-1].parent
     if not isinstance(run, (str, os.PathLike)) or not str(run).strip():
         raise ValueError(f"a run is a name under runs/, a folder or None (the latest), got {run!r}")

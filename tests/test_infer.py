@@ -155,7 +155,10 @@ def test_onnx_matches_torch(tiny_run, predictor):
 def test_resolve_run(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     monkeypatch.setenv("CHARLIB_RUNS_DIR", str(runs))
-    with pytest.raises(FileNotFoundError, match="no trained run in .*; run notebook 03 first"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"no trained run in .*; train one first \(make run",
+    ):
         resolve_run(None)
     for age, name in enumerate(["new", "old"]):
         (runs / name).mkdir(parents=True)
