@@ -411,7 +411,8 @@ def load(run=None, backend: str = "auto", device: str = "auto") -> Service:
                 print(f"charlib serve: serving fp32 ONNX instead of int8 ({e})", flush=True)
                 backend = "onnx"
     predictor = Predictor.from_run(run_dir, device=device, backend=backend)
-    predictor.predict_many([SCRIPTED["A"]] * 2)  # warm up: the first visitor waits for nothing
+    for n in (1, 2, 4, 8):  # warm up each batch shape: the first visitors wait for nothing
+        predictor.predict_many([SCRIPTED["A"]] * n)
     return Service(predictor, run=run_dir.name, backend=backend)
 
 
