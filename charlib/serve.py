@@ -34,9 +34,10 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from PIL import Image
 
 from charlib import export, images
@@ -475,10 +476,11 @@ QUERY = [
 
 def create_app(service: Service):
     """The FastAPI app around a loaded Service (see the module's docstring)."""
-    app = FastAPI(
+    app = FastAPIOffline(  # FastAPI with /docs and /redoc served locally: they work offline
         title="charlib",
         summary="Handwritten character recognition: draw or upload a character, get the top-k.",
         version="1",
+        favicon_url="/static/favicon.svg",
     )
     add_error_handlers(app)
 

@@ -298,3 +298,26 @@ def test_served_pad_draws_with_touch(charlib_server, browser):
         assert page.evaluate("() => window.scrollY") == 0, "the stroke scrolled the page"
     finally:
         context.close()
+
+
+def test_served_api_docs_render_offline(charlib_server, browser):
+    """/docs is Swagger UI from local files: it renders with every other host blocked."""
+    page = browser.new_page()
+    outside = []
+
+    def only_local(route):
+        if route.request.url.startswith(charlib_server):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    try:
+        page.route("**/*", only_local)
+        page.goto(charlib_server + "/docs")
+        paths = page.locator(".opblock-summary-path")
+        sync_api.expect(paths).to_have_count(4, timeout=20_000)
+        assert set(paths.all_inner_texts()) == {"/predict", "/predict/batch", "/health", "/classes"}
+    finally:
+        page.close()
+    assert not outside, f"/docs asked other hosts for {outside}"

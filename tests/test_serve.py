@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import resource
 import socket
 import tempfile
@@ -126,7 +127,10 @@ def test_health_classes_docs_and_the_page(client, service):
     assert {"code": 65, "char": "A"} in classes
     spec = client.get("/openapi.json").json()
     assert {"/predict", "/predict/batch", "/health", "/classes"} <= set(spec["paths"])
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "cdn" not in docs.text.lower()  # works offline too
+    script = re.search(r'src="([^"]*swagger-ui-bundle\.js)"', docs.text).group(1)
+    assert script.startswith("/") and client.get(script).status_code == 200
     page = client.get("/")
     assert page.status_code == 200 and "charlib-canvas" in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
