@@ -7,6 +7,8 @@ keeps the ink alone at the stroke width the run trained on (see charlib/ink.py, 
 Then `canonical` crops the ink, centres it in a square whose side the ink fills as much as it
 filled the training images (`ink_fill`, measured when the run trained) and resizes it to the
 training images' size; `augment.eval_input` - the transform training evaluates with - finishes.
+A drawing made on a computer (`is_digital`: a saved pad drawing, a paint program's PNG) skips
+`ink.find`, as the pad's strokes do: it has no paper, light or ruling to take away.
 The ink box and the contrast stretch here are also how `synth` frames its glyphs.
 """
 
@@ -54,6 +56,8 @@ def to_image(x, *, stroke_width: float = ink.DEFAULT_WIDTH) -> np.ndarray:
     img, inverted = decode_any(x)
     if is_clean(img):
         return img
+    if is_digital(img):  # a saved pad drawing or a paint program's: the pad's own path
+        return ink.drawn(img, width=stroke_width)
     return ink.find(255 - img if inverted else img, width=stroke_width)  # as it was taken
 
 
@@ -62,6 +66,19 @@ def is_clean(img: np.ndarray) -> bool:
     if max(img.shape) > CLEAN_SIDE:
         return False
     return bool(np.count_nonzero(img <= CLEAN_LEVEL) * 2 >= img.size)
+
+
+def is_digital(img: np.ndarray) -> bool:
+    """Whether a white-on-black image was drawn on a computer, not photographed or scanned: a
+    flat black frame (every frame pixel at or under CLEAN_LEVEL), at least half the image that
+    dark, and ink mostly saturated (more pixels at full white than between black and white).
+    A photo or a scan has paper texture, or ink short of full white, and takes `ink.find`."""
+    if images.border(img).max() > CLEAN_LEVEL:
+        return False
+    dark = np.count_nonzero(img <= CLEAN_LEVEL)
+    bright = np.count_nonzero(img >= 255 - CLEAN_LEVEL)
+    between = img.size - dark - bright
+    return dark * 2 >= img.size and bright >= ink.MIN_PIXELS and between <= bright
 
 
 def decode_any(x) -> tuple[np.ndarray, bool]:

@@ -192,3 +192,22 @@ def test_mismatched_checkpoint_is_one_line_error(tiny_run, tmp_path):
     (run / "best.pt").write_bytes(buffer.getvalue())
     with pytest.raises(ValueError, match="checkpoint weights do not fit its own description"):
         Predictor.from_run(run)
+
+
+@pytest.mark.parametrize("inverted", [False, True])
+def test_saved_pad_drawing_reads_exactly_like_its_strokes(tiny_run, inverted):
+    """A PNG of the pad's drawing (either polarity) is digital: it takes the strokes' path."""
+    from charlib import photos
+    from charlib.strokes import SCRIPTED
+
+    predictor = Predictor.from_run(tiny_run)
+    for drawing in SCRIPTED.values():
+        raster = rasterize(drawing)
+        buffer = io.BytesIO()
+        Image.fromarray(255 - raster if inverted else raster).save(buffer, format="PNG")
+        assert preprocess.is_digital(preprocess.decode_any(buffer.getvalue())[0])
+        assert np.array_equal(predictor.prepare(buffer.getvalue()), predictor.prepare(drawing))
+    glyph = np.asarray(Image.fromarray(rasterize(SCRIPTED["A"])).resize((28, 28)))
+    for degradations in [(), ("noise",), ("jpeg",), ("lined",)]:  # photos keep ink.find
+        photo = photos.render(glyph, np.random.default_rng(0), degradations)
+        assert not preprocess.is_digital(preprocess.decode_any(photo)[0]), degradations
