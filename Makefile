@@ -52,6 +52,7 @@ bench: $(STAMP)  ## benchmarks against the seed recipe (results in benchmarks/re
 	$(PY) benchmarks/robustness.py
 	$(PY) benchmarks/ensemble.py
 	$(PY) benchmarks/architectures.py
+	$(PY) benchmarks/serve_load.py
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

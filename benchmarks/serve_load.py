@@ -20,7 +20,7 @@ Targets: >= 300 predictions/s at 16 clients, p99 <= 50 ms at 4 clients, no 5xx, 
 request a 4xx, memory growth < 50 MB. --max-seconds caps the whole test's wall clock.
 Writes benchmarks/results/serve_load-<device>.json and prints a table.
 
-Usage: python benchmarks/serve_load.py [--run RUN] [--backend onnx] [--clients 1,4,16]
+Usage: python benchmarks/serve_load.py [--run RUN] [--backend auto] [--clients 1,4,16]
        [--requests 1500] [--warmup 50] [--seed-requests 200] [--max-seconds 300] [--seed 0]
        [--no-seed]
 """
@@ -227,6 +227,15 @@ def memory_mb(pid: int) -> dict:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far (user + system, all its threads), in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 class Server:
     """A server subprocess in its own process group: started, waited for, always stopped."""
 
@@ -300,6 +309,9 @@ def make_run(folder: Path) -> Path:
 
     params = resolve_params("fast", device="cpu", stem="imagenet")
     params.update(img_size=28, data_size=28, ink_fill=24 / 28, classes=EMNIST)
+    emnist = Path(os.environ.get("CHARLIB_SHARED_DATA") or ROOT.parent / "shared" / "data")
+    emnist /= "emnist-byclass"  # int8 calibrates on its training images (else synth-small's)
+    params["data"] = str(emnist) if emnist.exists() else "synth-small"
     model = resnet18(len(EMNIST), stem="imagenet", in_channels=params["channels"])
     run = folder / "load-untrained"
     checkpoint.save(run / "best.pt", checkpoint.of_model(model, params))
@@ -530,15 +542,16 @@ def yes(flag: bool) -> str:
 def table(levels: list[dict]) -> str:
     head = (
         "| clients | requests | pred/s | p50 ms | p95 ms | p99 ms | good p50 | good p99 "
-        "| statuses | 5xx | malformed 4xx | good 200 |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|:---:|:---:|"
+        "| statuses | 5xx | malformed 4xx | good 200 | server CPU ms/req |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|:---:|:---:|---:|"
     )
     rows = [
         f"| {lv['clients']} | {lv['requests']} | {lv['predictions_per_s']} "
         f"| {lv['all']['p50_ms']} | {lv['all']['p95_ms']} | {lv['all']['p99_ms']} "
         f"| {lv['good']['p50_ms']} | {lv['good']['p99_ms']} "
         f"| {' '.join(f'{s}:{n}' for s, n in lv['by_status'].items())} | {lv['status_5xx']} "
-        f"| {yes(lv['malformed_all_4xx'])} | {yes(lv['good_all_200'])} |"
+        f"| {yes(lv['malformed_all_4xx'])} | {yes(lv['good_all_200'])} "
+        f"| {lv.get('server_cpu_ms_per_request')} |"
         for lv in levels
     ]
     return "\n".join([head, *rows])
@@ -552,6 +565,12 @@ def level_line(lv: dict) -> str:
         f"{lv['clients']:>3} clients: {lv['requests']} requests in {lv['wall_s']} s, "
         f"{lv['predictions_per_s']} predictions/s, p50 {lv['all']['p50_ms']} ms, "
         f"p99 {lv['all']['p99_ms']} ms, statuses {lv['by_status']}"
+        + (
+            f", CPU ms per request: server {lv['server_cpu_ms_per_request']}, "
+            f"clients {lv['client_cpu_ms_per_request']}"
+            if "server_cpu_ms_per_request" in lv
+            else ""
+        )
     )
 
 
@@ -567,31 +586,56 @@ def run_ours(args, run, tmp: Path, deadline: float) -> dict:
     with Server("charlib serve", command, port, log) as server:
         pid = server.proc.pid
         memory["started"] = memory_mb(pid)
+        served_by = health(port)
         outcomes, wall, _ = load(port, warm, 4, deadline)
         warmup = summarize(warm, outcomes, wall, 4)
         memory["before"] = memory_mb(pid)
         for clients in args.clients:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or server.proc.poll() is not None:
                 cut = True
                 break
+            cpu = cpu_seconds(pid), time.process_time()
             outcomes, wall, cut = load(port, reqs, clients, deadline)
             levels.append(summarize(reqs, outcomes, wall, clients))
+            n = max(1, len(outcomes))
+            levels[-1]["server_cpu_ms_per_request"] = round(
+                (cpu_seconds(pid) - cpu[0]) * 1000 / n, 2
+            )
+            levels[-1]["client_cpu_ms_per_request"] = round(
+                (time.process_time() - cpu[1]) * 1000 / n, 2
+            )
             print(level_line(levels[-1]), flush=True)
             if cut:
                 break
         memory["after"] = memory_mb(pid)
+        died = server.proc.poll()  # before it is stopped: None while it still runs
+    if died is not None:
+        print(f"the server died during the test (exit code {died}; negative: killed by a signal)")
     if "rss_mb" in memory["before"] and "rss_mb" in memory["after"]:
         memory["growth_mb"] = round(memory["after"]["rss_mb"] - memory["before"]["rss_mb"], 1)
     text = log.read_text(errors="replace")
     return {
         "command": " ".join(command),
+        "served_by": served_by,
         "warmup": {k: warmup[k] for k in ("requests", "by_status", "wrong", "problems")},
         "levels": levels,
         "memory": memory,
         "cut_short": cut,
+        "server_died": died,
         "server_log_tail": text[-2000:],
         "server_log_tracebacks": text.count("Traceback"),
     }
+
+
+def health(port: int) -> dict:
+    """The server's backend and device as it reports them (`--backend auto` picks one)."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        connection.request("GET", "/health")
+        answer = json.loads(connection.getresponse().read())
+    finally:
+        connection.close()
+    return {k: answer.get(k) for k in ("backend", "device", "run", "classes")}
 
 
 def run_seed(args, tmp: Path, deadline: float) -> dict:
@@ -662,7 +706,12 @@ def report(result: dict) -> None:
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default=None, help="an existing run (default: a temporary one)")
-    parser.add_argument("--backend", default="onnx", choices=("auto", "torch", "onnx", "onnx-int8"))
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "torch", "onnx", "onnx-int8"),
+        help="as `charlib serve --backend` (auto: int8 ONNX on a CPU, the server's default)",
+    )
     parser.add_argument(
         "--clients",
         type=lambda s: [int(n) for n in s.split(",") if n.strip()],
@@ -706,7 +755,7 @@ def main() -> None:
         "device": env["gpu"] if gpu else f"CPU ({os.cpu_count()} cores, {platform.machine()})",
         "cpu": env["cpu"],
         "environment": env,
-        "backend": args.backend,
+        "backend": f"{args.backend}: {ours['served_by']['backend']}",
         "run": str(args.run) if args.run else "temporary, untrained (imagenet stem, 62 classes)",
         "settings": {k: v for k, v in vars(args).items() if k not in ("run", "seed_server")},
         "mix": "50% JSON strokes, 20% multipart PNG, 20% raw PNG, 10% malformed: "
@@ -724,6 +773,7 @@ def main() -> None:
         result["cut_short"] = True
     report(result)
     tag = "gpu-" + env["gpu"].split(" (")[0].replace(" ", "_") if gpu else "cpu"
+    tag += "" if args.backend == "auto" else f"-{args.backend}"
     path = ROOT / "benchmarks" / "results" / f"serve_load-{tag}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
