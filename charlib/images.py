@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -31,6 +32,27 @@ def decode(data: bytes, *, max_side: int | None = None) -> tuple[np.ndarray, boo
     `max_side` lets a large JPEG decode at 1/2, 1/4 or 1/8 of its size (never under max_side
     on its longer side): a 12-megapixel photo decodes in a few milliseconds instead of ~100.
     """
+    with opened(data) as img:
+        if max_side:
+            shrink_on_load(img, max_side)
+        img.load()
+        gray = to_gray(ImageOps.exif_transpose(img))
+    if gray.size == 0:
+        raise BadImage(CORRUPT, "image has no pixels")
+    return to_white_on_black(gray)
+
+
+def probe(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """An image file's (width, height) from its header alone, refused past `max_pixels`;
+    no pixel is decoded."""
+    with opened(data, max_pixels) as img:
+        return img.size
+
+
+@contextmanager
+def opened(data: bytes, max_pixels: int = MAX_PIXELS):
+    """The PIL image in `data`, its size checked from the header before any pixel is decoded;
+    every failure, in the `with` body too, as a BadImage with its reason."""
     if not data:
         raise BadImage(EMPTY)
     try:
@@ -38,44 +60,8 @@ def decode(data: bytes, *, max_side: int | None = None) -> tuple[np.ndarray, boo
             # Pillow warns (and past twice its limit refuses) in Image.open: both are TOO_LARGE.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
-                check_size(img.size)
-                if max_side:
-                    shrink_on_load(img, max_side)
-                img.load()
-                gray = to_gray(ImageOps.exif_transpose(img))
-    except BadImage:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise BadImage(TOO_LARGE, str(e)) from None
-    except UnidentifiedImageError as e:
-        raise BadImage(NOT_IMAGE, str(e)) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        text = str(e).lower()
-        reason = TRUNCATED if ("truncat" in text or "eof" in text) else CORRUPT
-        raise BadImage(reason, str(e)) from None
-    if gray.size == 0:
-        raise BadImage(CORRUPT, "image has no pixels")
-    return to_white_on_black(gray)
-
-
-def check_size(size: tuple[int, int], max_pixels: int = MAX_PIXELS) -> None:
-    """Refuse an image of more than `max_pixels` pixels (from its header, before decoding)."""
-    w, h = size
-    if w * h > max_pixels:
-        raise BadImage(TOO_LARGE, f"{w}×{h} pixels, over the {max_pixels:,} limit")
-
-
-def probe(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
-    """An image file's (width, height) from its header alone, refused past `max_pixels`;
-    no pixel is decoded."""
-    if not data:
-        raise BadImage(EMPTY)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
                 check_size(img.size, max_pixels)
-                return img.size
+                yield img
     except BadImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -83,7 +69,16 @@ def probe(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
     except UnidentifiedImageError as e:
         raise BadImage(NOT_IMAGE, str(e)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise BadImage(CORRUPT, str(e)) from None
+        text = str(e).lower()
+        reason = TRUNCATED if ("truncat" in text or "eof" in text) else CORRUPT
+        raise BadImage(reason, str(e)) from None
+
+
+def check_size(size: tuple[int, int], max_pixels: int = MAX_PIXELS) -> None:
+    """Refuse an image of more than `max_pixels` pixels (from its header, before decoding)."""
+    w, h = size
+    if w * h > max_pixels:
+        raise BadImage(TOO_LARGE, f"{w}×{h} pixels, over the {max_pixels:,} limit")
 
 
 def shrink_on_load(img: Image.Image, side: int) -> None:
