@@ -31,6 +31,7 @@ import socket
 import threading
 import time
 from concurrent.futures import Future
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
@@ -476,7 +477,14 @@ QUERY = [
 
 def create_app(service: Service):
     """The FastAPI app around a loaded Service (see the module's docstring)."""
+
+    @asynccontextmanager
+    async def warm(app):  # one request's whole path (threads, batcher) before the first visitor
+        await service.predict([SCRIPTED["A"]], 5, False)
+        yield
+
     app = FastAPIOffline(  # FastAPI with /docs and /redoc served locally: they work offline
+        lifespan=warm,
         title="charlib",
         summary="Handwritten character recognition: draw or upload a character, get the top-k.",
         version="1",

@@ -341,8 +341,8 @@ def test_json_errors_are_one_sentence_even_for_a_failure(service, monkeypatch):
     def broken(stack):
         raise RuntimeError("the model fell over")
 
-    monkeypatch.setattr(service.batcher, "probabilities", broken)
     with TestClient(serve.create_app(service), raise_server_exceptions=False) as c:
+        monkeypatch.setattr(service.batcher, "probabilities", broken)  # after the warm-up
         r = c.post("/predict", json=A_JSON)
     assert r.status_code == 500
     assert json.loads(r.text) == {"error": serve.FAILED}
