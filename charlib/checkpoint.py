@@ -23,6 +23,7 @@ FORMAT = "charlib-checkpoint-1"
 # Knobs a resumed run must share with the run it continues.
 RESUME_KEYS = (
     "recipe",
+    "world_size",  # shards and learning rate follow the number of processes
     "model",
     "stem",
     "channels",

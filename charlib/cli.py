@@ -185,7 +185,35 @@ def _parser() -> argparse.ArgumentParser:
     )
     _data_parser(sub)
     _serve_parser(sub)
+    _train_parser(sub)
     return parser
+
+
+def _train_parser(sub) -> None:
+    train = sub.add_parser(
+        "train",
+        help="train a run without the notebooks (one process, or several under torchrun)",
+        description="Train a model on DATA into runs/<run>. Under `torchrun --nproc_per_node N "
+        "-m charlib train ...` the N processes train one model together (DistributedDataParallel"
+        "; each keeps its shard of the training set on its device; rank 0 writes the run).",
+    )
+    train.add_argument("--data", default="synth", help="folder, zip or preset (default: synth)")
+    train.add_argument("--run-name", default=None, help="the run (default: <data>-YYYYMMDD-HHMM)")
+    train.add_argument("--recipe", default="fast", choices=("fast", "seed"))
+    train.add_argument(
+        "--model", default="resnet18", help="resnet18, resnet34, mobilenet_v3_small, ..."
+    )
+    train.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    train.add_argument("--epochs", type=int, default=None)
+    train.add_argument("--batch-size", type=int, default=None, help="per process")
+    train.add_argument("--lr", type=float, default=None, help="for one process (scaled by N)")
+    train.add_argument("--time-budget", default=None, help="seconds, auto or none (default: none)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--per-class", type=int, default=None, help="at most N training images per class"
+    )
+    train.add_argument("--resume", action="store_true", help="continue the run from its last.pt")
+    train.add_argument("--overwrite", action="store_true", help="start the run over")
 
 
 def _serve_parser(sub) -> None:
@@ -495,6 +523,44 @@ def _data(args) -> None:
             print(f"  {row.action} {row.split}/{row.path}: {row.reason}")
 
 
+def _train(args) -> None:
+    """Train one run; under torchrun every process runs this and rank 0 alone prints and writes."""
+    from charlib import distributed, paths, train
+    from charlib.data import load_dataset
+
+    budget = None if str(args.time_budget).lower() in ("none", "") else args.time_budget
+    if budget not in (None, "auto"):
+        budget = _number(budget, "--time-budget")
+    group = distributed.join(args.device)
+    name = args.run_name or paths.new_run_name(Path(str(args.data)).stem)
+    run_dir = paths.resolve_run(distributed.from_main(group, name), trained=False)
+    if not group.main:
+        distributed.from_main(group, None)  # rank 0 loads (and caches) the data first
+    ds = load_dataset(args.data, seed=args.seed, progress=group.main)
+    if group.main:
+        distributed.from_main(group, None)
+    part = ds.train.subset(args.per_class, args.seed) if args.per_class else ds.train
+    summary = train.fit(
+        part, ds.validation, run_dir=run_dir, recipe=args.recipe, device=args.device,
+        seed=args.seed, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, time_budget=budget, resume=args.resume, overwrite=args.overwrite,
+        progress=group.main, data_source=str(args.data),
+    )  # fmt: skip
+    if group.main:
+        print(
+            f"{run_dir}: {summary['epochs_run']} epochs, best validation "
+            f"{summary['best_val_acc']:.1%} (epoch {summary['best_epoch']}), "
+            f"{summary['images_per_s']:,.0f} images/s"
+        )
+
+
+def _number(text: str, flag: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{flag} must be seconds, auto or none, got {text!r}") from None
+
+
 def _serve(args) -> None:
     from charlib import serve
 
@@ -521,6 +587,7 @@ COMMANDS = {
     "evaluate": _evaluate,
     "export": _export,
     "serve": _serve,
+    "train": _train,
 }
 
 

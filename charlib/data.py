@@ -64,6 +64,10 @@ class CharData:
             return self
         return self._rows(np.sort(np.concatenate(keep)))
 
+    def rows(self, idx) -> CharData:
+        """The images at these row indices, in that order."""
+        return self._rows(np.asarray(idx, dtype=np.int64))
+
     def _pick(self, labels, per_class: int | None, seed: int) -> list[np.ndarray]:
         """Indices of each label in turn: `per_class` of them drawn with `seed`, else all."""
         rng = np.random.default_rng(seed)

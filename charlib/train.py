@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from charlib import augment as aug
-from charlib import budget, checkpoint, ink, preprocess
+from charlib import budget, checkpoint, distributed, ink, preprocess
 from charlib.batches import SOURCES
 from charlib.env import device_name, environment
 from charlib.files import read_json, write_json
@@ -162,10 +162,11 @@ def fit(
     `data_source` (a folder, zip or preset name) is recorded so evaluation can find the data.
     """
     start = time.perf_counter()
+    group = distributed.join(device)  # torchrun's processes, or this one alone
     knobs = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "img_size": img_size}
     knobs |= {"stem": stem, "model": model, "steps_per_epoch": steps_per_epoch}  # None: default
     params = resolve_params(recipe, device=device, time_budget=time_budget, **knobs)
-    params |= _run_facts(train, val, params, data_source)
+    params |= _run_facts(train, val, params, data_source) | _world(params, group)
     params |= {"pretrained": pretrained, "compile": compile, "ema": ema, "seed": seed}
     params |= {"patience": patience, "checkpoint_every": checkpoint_every, "smoke": smoke}
     params["augmentation"] = aug.settings(augmentation)  # checked before anything starts
@@ -173,12 +174,36 @@ def fit(
     resuming = resume and (run_dir / "last.pt").is_file()
     check_target(run_dir, resume=resume, overwrite=overwrite, smoke=smoke)
     run_dir.mkdir(parents=True, exist_ok=True)
-    t = _setup(train, params, num_workers)
+    t = _setup(distributed.shard(train, group), params, num_workers, group)
+    val = distributed.shard(val, group, equal=False)  # validated in parts, then summed
     _plan(t, val, run_dir if resuming else None, start)
-    best = _start(t, run_dir, resume)
-    write_json(run_dir / "params.json", {**params, "environment": environment()})
-    history = _loop(t, val, run_dir, best, progress=progress, callback=callback)
+    history = _run(t, val, run_dir, resume, progress=progress, callback=callback)
     return summarize(history, params, run_dir) | {"fit_seconds": time.perf_counter() - start}
+
+
+def _run(t: _Training, val, run_dir: Path, resume: bool, *, progress: bool, callback) -> list:
+    """From the start (or last.pt) to the last epoch; rank 0 writes; the process group closes."""
+    try:
+        best = _start(t, run_dir, resume)
+        if t.group.main:
+            write_json(run_dir / "params.json", {**t.params, "environment": environment()})
+        return _loop(t, val, run_dir, best, progress=progress and t.group.main, callback=callback)
+    finally:
+        distributed.leave(t.group)
+
+
+def _world(params: dict, group: distributed.Group) -> dict:
+    """Several processes: each its own device; the learning rate scaled to the global batch
+    (batch_size is each rank's; linear scaling from one process's lr)."""
+    if not group.active:
+        return {}
+    return {
+        "device": distributed.device_for(group, params["device"]),
+        "world_size": group.world,
+        "global_batch": params["batch_size"] * group.world,
+        "lr": params["lr"] * group.world,
+        "lr_one_process": params["lr"],
+    }
 
 
 def _plan(t: _Training, val, resumed: Path | None, start: float) -> None:
@@ -201,8 +226,10 @@ def _plan(t: _Training, val, resumed: Path | None, start: float) -> None:
             step_seconds=step,
             epoch_overhead=overhead,
         )
+        plan = distributed.from_main(t.group, plan)  # every rank follows rank 0's plan
         p |= {"epochs": plan.epochs, "steps_per_epoch": plan.steps, "plan": plan.record()}
-        report(plan.describe(p["batch_size"]))
+        if t.group.main:
+            report(plan.describe(p["batch_size"] * t.group.world))
     t.batches.limit = p.get("steps_per_epoch")
     t.schedule = Schedule(t.opt, p, steps_per_epoch=len(t.batches))
 
@@ -220,7 +247,8 @@ def _loop(t: _Training, val, run_dir: Path, best: dict, *, progress: bool, callb
         history.append(record)
         _save(t, run_dir, history, best)
         took.append(time.perf_counter() - start)
-        report(epoch_line(record, epochs, took))
+        if t.group.main:
+            report(epoch_line(record, epochs, took))
         epochs_bar.set_postfix(
             val_acc=f"{record['val_acc']:.3f}", best=f"{best['best_val_acc']:.3f}"
         )
@@ -259,6 +287,7 @@ class _Training:
     batches: object
     opt: torch.optim.Optimizer
     averaged: torch.optim.swa_utils.AveragedModel | None
+    group: distributed.Group = distributed.ALONE  # torchrun's processes (rank 0 writes)
     schedule: Schedule | None = None  # built once the run is planned (`_plan`)
 
     @property
@@ -267,7 +296,9 @@ class _Training:
         return self.averaged.module if self.averaged is not None else self.model
 
 
-def _setup(train, params: dict, num_workers: int) -> _Training:
+def _setup(
+    train, params: dict, num_workers: int, group: distributed.Group = distributed.ALONE
+) -> _Training:
     """Seed, build the model on the device, the batch source, optimiser and EMA."""
     dev = torch.device(params["device"])
     seed_everything(params["seed"])
@@ -289,7 +320,8 @@ def _setup(train, params: dict, num_workers: int) -> _Training:
             model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.999), use_buffers=True
         )
     step = torch.compile(model) if params["compile"] else model
-    return _Training(params, dev, model, step, batches, opt, averaged)
+    step = distributed.wrap(step, group, dev)  # gradients all-reduced across ranks
+    return _Training(params, dev, model, step, batches, opt, averaged, group)
 
 
 def _start(t: _Training, run_dir: Path, resume: bool) -> dict:
@@ -298,8 +330,10 @@ def _start(t: _Training, run_dir: Path, resume: bool) -> dict:
     if resume and last.is_file():
         return checkpoint.restore(last, t)
     # A fresh run: no checkpoint of an earlier run may pass for one of this run.
-    for old in [*run_dir.glob("*.pt"), run_dir / "history.json"]:
-        old.unlink(missing_ok=True)
+    if t.group.main:
+        for old in [*run_dir.glob("*.pt"), run_dir / "history.json"]:
+            old.unlink(missing_ok=True)
+    distributed.from_main(t.group, None)  # the others wait until it is done
     return {"epoch": 0, "history": [], "best_val_acc": -1.0, "best_epoch": 0}
 
 
@@ -308,7 +342,7 @@ def _epoch(t: _Training, val, epoch: int, progress: bool) -> dict:
     start = time.perf_counter()
     train_loss, train_acc = _train_epoch(t, epoch, progress)
     seconds = time.perf_counter() - start
-    val_loss, val_acc = evaluate_loss(t.judge, val, t.params, t.dev)
+    val_loss, val_acc = _validate(t, val)
     t.schedule.epoch_done(val_acc)
     return {
         "epoch": epoch,
@@ -318,9 +352,17 @@ def _epoch(t: _Training, val, epoch: int, progress: bool) -> dict:
         "val_acc": val_acc,
         "lr": t.opt.param_groups[0]["lr"],
         "seconds": round(seconds, 3),
-        "images": t.batches.images_per_epoch,
-        "images_per_s": round(t.batches.images_per_epoch / seconds, 1),
+        "images": t.batches.images_per_epoch * t.group.world,
+        "images_per_s": round(t.batches.images_per_epoch * t.group.world / seconds, 1),
     }
+
+
+def _validate(t: _Training, val) -> tuple[float, float]:
+    """Mean loss and accuracy on the validation split; each rank's part summed across ranks."""
+    loss, acc = evaluate_loss(t.judge, val, t.params, t.dev) if len(val) else (0.0, 0.0)
+    n = len(val)
+    loss_sum, correct, count = distributed.total(t.group, loss * n, acc * n, n)
+    return loss_sum / max(count, 1), correct / max(count, 1)
 
 
 def epoch_line(record: dict, epochs: int, took: list[float]) -> str:
@@ -359,7 +401,8 @@ def _train_epoch(t: _Training, epoch: int, progress: bool) -> tuple[float, float
         total_loss += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
-    return float(total_loss) / seen, float(correct) / seen
+    loss_sum, right, count = distributed.total(t.group, float(total_loss), float(correct), seen)
+    return loss_sum / count, right / count
 
 
 def _save(t: _Training, run_dir: Path, history: list[dict], best: dict) -> None:
@@ -368,6 +411,8 @@ def _save(t: _Training, run_dir: Path, history: list[dict], best: dict) -> None:
     improved = record["val_acc"] > best["best_val_acc"]
     if improved:
         best.update(best_val_acc=record["val_acc"], best_epoch=record["epoch"])
+    if not t.group.main:  # every rank keeps `best`; rank 0 alone writes
+        return
     ckpt = checkpoint.training_state(t, history, best)
     checkpoint.write_epoch(run_dir, ckpt, improved=improved, every=t.params["checkpoint_every"])
     write_json(run_dir / "history.json", history)

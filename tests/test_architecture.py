@@ -32,6 +32,7 @@ ORDER = [
     "model",
     "schedule",
     "budget",
+    "distributed",
     "checkpoint",
     "train",
     "plots",
