@@ -9,7 +9,12 @@ benchmarks/results/train_speed-<device>.json.
 On a CPU the seed recipe runs about 11 images/s, so by default it is timed on a subset for one
 epoch (its images/s is what the ratio needs); on a GPU both recipes train on everything.
 
+DDP (`--ddp N`): the fast recipe through `charlib train`, once as 1 process and once as N under
+torchrun (`--nproc_per_node N`, gloo on CPUs, NCCL on GPUs), same data, epochs and per-process
+batch: images/s of each, the scaling (N / 1) and their accuracy. `--ddp-only` skips the recipes.
+
 Usage: python benchmarks/train_speed.py [--data PATH] [--device auto] [--fast-epochs N] ...
+       python benchmarks/train_speed.py --ddp 2 --ddp-only [--ddp-epochs 2] [--ddp-per-class N]
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -80,6 +87,39 @@ def run(recipe: str, train, val, test, device: str, out: Path, **kwargs) -> dict
     }
 
 
+def ddp_scaling(args, device: str, out: Path, test) -> dict:
+    """The fast recipe as 1 process, then as `args.ddp` processes under torchrun: images/s."""
+    rows = []
+    for n in (1, args.ddp):
+        run_dir = out / f"ddp{n}"
+        cmd = [
+            sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={n}", "-m", "charlib", "train", "--data", args.data,
+            "--run-name", str(run_dir), "--device", device, "--epochs", str(args.ddp_epochs),
+        ]  # fmt: skip
+        if args.ddp_per_class:
+            cmd += ["--per-class", str(args.ddp_per_class)]
+        print(f"ddp: {n} process(es) ...", flush=True)
+        subprocess.run(cmd, check=True, env={**os.environ, "CHARLIB_PROGRESS": "0"})
+        history = json.loads((run_dir / "history.json").read_text())
+        params = json.loads((run_dir / "params.json").read_text())
+        steady = history[1:] or history
+        rows.append(
+            {
+                "processes": n,
+                "images_per_s": round(sum(r["images_per_s"] for r in steady) / len(steady), 1),
+                "global_batch": params.get("global_batch", params["batch_size"]),
+                "lr": params["lr"],
+                "best_val_acc": round(max(r["val_acc"] for r in history), 4),
+                "test_acc": round(test_accuracy(run_dir, test, device), 4),
+                "history": history,
+            }
+        )
+    scaling = round(rows[1]["images_per_s"] / rows[0]["images_per_s"], 2)
+    print(f"ddp: {args.ddp} processes train at {scaling}x one process's images/s")
+    return {"processes": args.ddp, "scaling": scaling, "rows": rows}
+
+
 def _variant(text: str) -> dict:
     """'stem=imagenet,batch_size=1024' -> {'stem': 'imagenet', 'batch_size': 1024}."""
     import ast
@@ -116,6 +156,12 @@ def main() -> None:
         "where the seed recipe evaluates about 50 images/s)",
     )
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--ddp", type=int, default=0, help="also N processes under torchrun")
+    parser.add_argument("--ddp-only", action="store_true", help="only the DDP scaling rows")
+    parser.add_argument("--ddp-epochs", type=int, default=2)
+    parser.add_argument(
+        "--ddp-per-class", type=int, default=None, help="training images per class for DDP rows"
+    )
     parser.add_argument(
         "--fast-variant",
         action="append",
@@ -137,8 +183,12 @@ def main() -> None:
     if per_eval:
         val, test = val.subset(per_class=per_eval, seed=0), test.subset(per_class=per_eval, seed=0)
     seed_epochs = args.seed_epochs or (2 if gpu else 1)
+    if args.ddp_only:
+        ddp_main(args, device, test)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
+        ddp = ddp_scaling(args, device, out, test) if args.ddp > 1 else None
         seed = run("seed", seed_train, val, test, device, out, epochs=seed_epochs)
         fast = run(
             "fast",
@@ -170,6 +220,7 @@ def main() -> None:
             v | {"speedup_images_per_s": round(v["images_per_s"] / seed["images_per_s"], 1)}
             for v in variants
         ],
+        "ddp": ddp,
     }
     tag = "gpu-" + env["gpu"].split(" (")[0].replace(" ", "_") if gpu else "cpu"
     path = ROOT / "benchmarks" / "results" / f"train_speed-{tag}.json"
@@ -190,6 +241,33 @@ def main() -> None:
     for v in result["variants"]:
         print(f"variant {v['variant']}: {v['speedup_images_per_s']}x the seed's images/s")
     print(f"fast / seed images/s: {result['speedup_images_per_s']}x   -> {path.relative_to(ROOT)}")
+
+
+def ddp_main(args, device: str, test) -> None:
+    """--ddp-only: the scaling rows alone, written to train_speed_ddp-<device>.json."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ddp = ddp_scaling(args, device, Path(tmp), test)
+    env = environment()
+    gpu = device.startswith("cuda")
+    tag = "gpu-" + env["gpu"].split(" (")[0].replace(" ", "_") if gpu else "cpu"
+    result = {
+        "benchmark": "train_speed_ddp",
+        "device": env.get("gpu", f"{env['cpu']} ({os.cpu_count()} cores, {platform.machine()})"),
+        "environment": env,
+        "data": args.data,
+        "epochs": args.ddp_epochs,
+        "per_class": args.ddp_per_class,
+        **ddp,
+    }
+    path = ROOT / "benchmarks" / "results" / f"train_speed_ddp-{tag}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    for r in ddp["rows"]:
+        print(
+            f"{r['processes']} process(es): {r['images_per_s']:.0f} images/s, global batch "
+            f"{r['global_batch']}, lr {r['lr']}, best val {r['best_val_acc']:.3f}, "
+            f"test {r['test_acc']:.3f}"
+        )
+    print(f"-> {path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

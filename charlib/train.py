@@ -135,7 +135,7 @@ def fit(
     img_size: int | None = None,
     stem: str | None = None,
     pretrained: bool = False,
-    compile: bool = False,
+    compile: bool | str = False,
     ema: bool = False,
     augmentation: dict | None = None,
     patience: int = 15,
@@ -319,8 +319,10 @@ def _setup(
         averaged = torch.optim.swa_utils.AveragedModel(
             model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.999), use_buffers=True
         )
-    step = torch.compile(model) if params["compile"] else model
-    step = distributed.wrap(step, group, dev)  # gradients all-reduced across ranks
+    step = distributed.wrap(model, group, dev)  # gradients all-reduced across ranks
+    if params["compile"]:  # True: inductor; or a torch.compile backend's name ("aot_eager")
+        backend = params["compile"] if isinstance(params["compile"], str) else "inductor"
+        step = torch.compile(step, backend=backend)
     return _Training(params, dev, model, step, batches, opt, averaged, group)
 
 
