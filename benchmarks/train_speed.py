@@ -39,6 +39,31 @@ from charlib.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 THRESHOLDS = (0.80, 0.83, 0.86, 0.88)
+# Dense bf16 tensor-core peaks (FLOP/s), for the share of the chip a run achieves.
+BF16_PEAK = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12, "L4": 121e12}
+
+
+def train_flops_per_image(params: dict) -> float:
+    """FLOPs of one training step (forward and backward) per image, counted by PyTorch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from charlib.model import build
+
+    net = build(params["model"], len(params["classes"]), stem=params["stem"],
+                in_channels=params["channels"])  # fmt: skip
+    x = torch.zeros(4, params["channels"], params["img_size"], params["img_size"])
+    with FlopCounterMode(display=False) as counter:
+        net(x).sum().backward()
+    return counter.get_total_flops() / 4
+
+
+def peak_share(flops_per_s: float) -> float | None:
+    """Achieved FLOP/s over the GPU's bf16 peak, when the GPU is one we know."""
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    peak = next((v for k, v in BF16_PEAK.items() if k in name), None)
+    return round(flops_per_s / peak, 4) if peak else None
 
 
 def time_to(history: list[dict], threshold: float) -> float | None:
@@ -74,7 +99,17 @@ def run(recipe: str, train, val, test, device: str, out: Path, **kwargs) -> dict
     history = json.loads((run_dir / "history.json").read_text())
     # Steady state: the first epoch pays for worker start-up, cuDNN autotuning and compilation.
     steady = history[1:] or history
+    ips = sum(r["images_per_s"] for r in steady) / len(steady)
+    params = json.loads((run_dir / "params.json").read_text())
+    flops = train_flops_per_image(params)
     return {
+        # the one-off cost of the first epoch over a steady one (start-up, autotuning, compiling)
+        "startup_s": round(history[0]["seconds"] - history[0]["images"] / ips, 2)
+        if len(history) > 1
+        else None,
+        "train_gflop_per_image": round(flops / 1e9, 3),
+        "achieved_tflops": round(flops * ips / 1e12, 3),
+        "bf16_peak_share": peak_share(flops * ips),
         "recipe": recipe,
         "train_images": len(train),
         "epochs": len(history),
@@ -236,7 +271,9 @@ def main() -> None:
         )
         print(
             f"{r['recipe']:<6} {r['images_per_s']:>9.0f} {r['epochs']:>6} "
-            f"{r['best_val_acc']:>8.3f} {r['test_acc']:>6.3f}  {reached}"
+            f"{r['best_val_acc']:>8.3f} {r['test_acc']:>6.3f}  {reached}  "
+            f"start-up {r['startup_s']} s, {r['achieved_tflops']} TFLOP/s"
+            + (f" = {r['bf16_peak_share']:.1%} of bf16 peak" if r["bf16_peak_share"] else "")
         )
     for v in result["variants"]:
         print(f"variant {v['variant']}: {v['speedup_images_per_s']}x the seed's images/s")
