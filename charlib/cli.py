@@ -528,9 +528,7 @@ def _train(args) -> None:
     from charlib import distributed, paths, train
     from charlib.data import load_dataset
 
-    budget = None if str(args.time_budget).lower() in ("none", "") else args.time_budget
-    if budget not in (None, "auto"):
-        budget = _number(budget, "--time-budget")
+    budget = _budget(args.time_budget) if args.time_budget is not None else None
     group = distributed.join(args.device)
     name = args.run_name or paths.new_run_name(Path(str(args.data)).stem)
     run_dir = paths.resolve_run(distributed.from_main(group, name), trained=False)
@@ -552,13 +550,6 @@ def _train(args) -> None:
             f"{summary['best_val_acc']:.1%} (epoch {summary['best_epoch']}), "
             f"{summary['images_per_s']:,.0f} images/s"
         )
-
-
-def _number(text: str, flag: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{flag} must be seconds, auto or none, got {text!r}") from None
 
 
 def _serve(args) -> None:

@@ -144,3 +144,15 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_train_command_refuses_bad_input_in_one_line(tiny_run, capsys):
+    from charlib import cli
+
+    assert cli.main(["train", "--time-budget", "soon"]) == 1
+    assert "--time-budget takes seconds" in capsys.readouterr().err
+    before = (tiny_run / "best.pt").stat().st_mtime_ns
+    assert cli.main(["train", "--run-name", str(tiny_run), *TINY]) == 1  # a trained run
+    err = capsys.readouterr().err
+    assert "already holds a trained run" in err and len(err.strip().splitlines()) == 1
+    assert (tiny_run / "best.pt").stat().st_mtime_ns == before
