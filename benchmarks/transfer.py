@@ -4,8 +4,12 @@ The synthetic set has 95 classes (ASCII 33-126 and 999), EMNIST 62 (digits and l
 scores: 'restricted' takes the best of the 62 EMNIST classes (the label set is known, as in any
 EMNIST evaluation); 'open' takes the best of all 95 (a guessed '|' for an 'l' counts as wrong).
 
-Usage: python benchmarks/transfer.py [--epochs N] [--device auto] [--preset synth]
-Writes benchmarks/results/transfer-<device>.json.
+A variant of the built-in data (`--hand`: the share of samples drawn from Hershey pen strokes,
+`--data-seed`) is generated into a temporary folder; by default the preset as `make run` makes it.
+Training follows the CPU time budget of `make run` (`--time-budget auto`), or `--epochs N`.
+
+Usage: python benchmarks/transfer.py [--epochs N | --time-budget S] [--hand 0.6] [--tag NAME]
+Writes benchmarks/results/transfer-<device>[-<tag>].json.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from charlib import synth
 from charlib.checkpoint import load as load_checkpoint
 from charlib.checkpoint import model_from_checkpoint
 from charlib.data import load_dataset
@@ -40,20 +45,35 @@ def main() -> None:
     parser.add_argument("--stem", default=None)
     parser.add_argument("--keep", default=None, help="run folder to keep (default: a temp one)")
     parser.add_argument("--augmentation", default="{}", help="JSON, e.g. '{\"elastic\": 0.05}'")
+    parser.add_argument("--time-budget", default="auto", help="seconds, 'auto' (CPU) or 'none'")
+    parser.add_argument("--hand", type=float, default=None, help="pen-stroke share of the data")
+    parser.add_argument("--data-seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="training seed")
+    parser.add_argument("--tag", default="", help="suffix of the result file")
     args = parser.parse_args()
     device = device_name(args.device)
-    synth = load_dataset(args.preset, progress=False)
+    budget = None if args.time_budget == "none" or args.epochs else args.time_budget
+    budget = float(budget) if budget not in (None, "auto") else budget
     emnist = load_dataset(args.emnist, progress=False)
     with tempfile.TemporaryDirectory() as tmp:
-        run_dir = Path(args.keep or tmp)
+        source, hand = args.preset, synth.HAND
+        if args.hand is not None or args.data_seed:
+            hand = synth.HAND if args.hand is None else args.hand
+            source = Path(tmp) / "data"
+            counts = synth.PRESETS[args.preset]
+            synth.generate(source, counts=counts, seed=args.data_seed, hand=hand, progress=False)
+        data = load_dataset(source, progress=False)
+        run_dir = Path(args.keep or Path(tmp) / "run")
         summary = fit(
-            synth.train,
-            synth.validation,
+            data.train,
+            data.validation,
             run_dir=run_dir,
             device=device,
             epochs=args.epochs,
             stem=args.stem,
             resume=False,
+            seed=args.seed,
+            time_budget=budget,
             augmentation=json.loads(args.augmentation),
         )
         ckpt = load_checkpoint(run_dir / "best.pt")
@@ -70,7 +90,10 @@ def main() -> None:
     result = {
         "benchmark": "transfer",
         "device": env.get("gpu", f"CPU ({os.cpu_count()} cores, {platform.machine()})"),
-        "trained_on": f"{args.preset}: {len(synth.train):,} images, {len(classes)} classes",
+        "trained_on": f"{args.preset}: {len(data.train):,} images, {len(classes)} classes",
+        "data": {"hand": hand, "data_seed": args.data_seed, "synth_version": synth.VERSION},
+        "seed": args.seed,
+        "time_budget": ckpt["params"].get("time_budget"),
         "tested_on": f"{args.emnist} test: {len(truth):,} images, {len(emnist.classes)} classes",
         "params": {
             k: ckpt["params"][k]
@@ -86,7 +109,9 @@ def main() -> None:
         ),
     }
     tag = "gpu" if device.startswith("cuda") else "cpu"
-    path = ROOT / "benchmarks" / "results" / f"transfer-{tag}.json"
+    path = (
+        ROOT / "benchmarks" / "results" / f"transfer-{tag}{'-' + args.tag if args.tag else ''}.json"
+    )
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "params"}, indent=2))
     print(f"-> {path.relative_to(ROOT)}")

@@ -186,7 +186,28 @@ def _parser() -> argparse.ArgumentParser:
     _data_parser(sub)
     _serve_parser(sub)
     _train_parser(sub)
+    _finetune_parser(sub)
     return parser
+
+
+def _finetune_parser(sub) -> None:
+    tune = sub.add_parser(
+        "finetune",
+        help="adapt a trained run to your saved drawings (data/mine), as a new run",
+        description="Start from RUN's weights and train on your examples (saved from the pad "
+        "into DATA, one folder per ASCII code) mixed with images replayed from the run's own "
+        "training data, into a new run (default runs/<run>-mine). The run itself is unchanged.",
+    )
+    tune.add_argument("--run", default=None, help=RUN_HELP)
+    tune.add_argument("--data", default=None, help="your examples (default: data/mine)")
+    tune.add_argument("--into", default=None, help="the new run (default: <run>-mine)")
+    tune.add_argument("--epochs", type=int, default=None, help="default: 6")
+    tune.add_argument("--replay", type=int, default=None, help="original images per class")
+    tune.add_argument(
+        "--replay-data", default=None, help="the original data, if the run's record is stale"
+    )
+    tune.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    tune.add_argument("--seed", type=int, default=0)
 
 
 def _train_parser(sub) -> None:
@@ -227,6 +248,12 @@ def _serve_parser(sub) -> None:
         choices=("auto", "torch", "onnx", "onnx-int8"),
         help="auto: torch on a GPU, else int8 ONNX (fp32 ONNX when the training images that "
         "calibrate int8 are missing)",
+    )
+    serve.add_argument(
+        "--save-to",
+        default=None,
+        help="let the page save corrected drawings into this folder (e.g. data/mine); off by "
+        "default",
     )
 
 
@@ -552,12 +579,28 @@ def _train(args) -> None:
         )
 
 
+def _finetune(args) -> None:
+    from charlib import finetune
+
+    knobs = {"epochs": args.epochs, "replay": args.replay}
+    summary = finetune.finetune(
+        args.run, args.data, name=args.into, replay_data=args.replay_data, device=args.device,
+        seed=args.seed, **{k: v for k, v in knobs.items() if v is not None},
+    )  # fmt: skip
+    print(
+        f"{summary['run_dir']}: fine-tuned in {summary['epochs_run']} epochs, best validation "
+        f"{summary['best_val_acc']:.1%}; use it with --run {summary['run_dir'].name}"
+    )
+
+
 def _serve(args) -> None:
     from charlib import serve
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be from 0 to 65535, got {args.port}")
-    serve.serve(args.run, host=args.host, port=args.port, backend=args.backend)
+    serve.serve(
+        args.run, host=args.host, port=args.port, backend=args.backend, save_to=args.save_to
+    )
 
 
 def _export(args) -> None:
@@ -579,6 +622,7 @@ COMMANDS = {
     "export": _export,
     "serve": _serve,
     "train": _train,
+    "finetune": _finetune,
 }
 
 

@@ -25,6 +25,7 @@ CACHE_VERSION = 1
 IGNORED_FOLDER = "folder name is not an ASCII code"
 LOOSE_FILE = "file outside the class folders"
 SYSTEM_FILE = "system file"
+STROKES_SUFFIX = ".json"  # the strokes `mine.save` keeps beside each saved drawing's PNG
 
 
 @dataclass(frozen=True)
@@ -303,6 +304,8 @@ def _classify(names: list[str]) -> tuple[list[tuple[str, int]], list[dict]]:
             ignored.setdefault(name, LOOSE_FILE)
         elif not is_code(top):
             ignored.setdefault(top + "/", IGNORED_FOLDER)
+        elif name.endswith(STROKES_SUFFIX):  # a saved drawing's strokes, beside its PNG
+            continue
         else:
             members.append((name, int(top)))
     return members, [{"path": p, "reason": r} for p, r in ignored.items()]

@@ -5,6 +5,8 @@
     GET  /health          model loaded, run, backend, device, limits
     GET  /classes         the codes and characters the model knows
     GET  /                the drawing pad (static HTML + JS, no CDN)      GET /docs  OpenAPI
+    POST /mine            save a drawing with its right label (only with --save-to FOLDER)
+    GET  /mine            whether saving is on, and the examples saved per character
 
 The model is loaded once. Each request's input is prepared (decoded, the ink found, framed) in
 a worker thread, at most one per CPU core; the model runs in one thread of its own that takes
@@ -16,7 +18,9 @@ Hardened by default: it binds 127.0.0.1; a body over `MAX_BODY` is refused befor
 is decoded (413); strokes are limited in count, points and canvas size, and every coordinate
 must be a finite number on the canvas (422); unknown fields and query parameters are refused
 (422); content types are checked (415). Every error is JSON, {"error": "<one sentence>"}, with
-its 4xx status. Nothing a request sends is written to disk (multipart is parsed in memory).
+its 4xx status. Nothing a request sends is written to disk (multipart is parsed in memory),
+except the drawings POST /mine saves when the server was started with `--save-to` (off by
+default): there each save is a new file (`mine.save`), never one that was there.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from PIL import Image
 
-from charlib import export, images
+from charlib import export, images, mine
 from charlib.codes import code_to_char
 from charlib.infer import Predictor
 from charlib.paths import resolve_run
@@ -335,10 +339,11 @@ class Batcher:
 class Service:
     """A loaded Predictor shared by every request: prepare in threads, predict in batches."""
 
-    def __init__(self, predictor: Predictor, *, run: str, backend: str):
+    def __init__(self, predictor: Predictor, *, run: str, backend: str, save_to=None):
         import anyio
 
         self.predictor, self.run, self.backend = predictor, run, backend
+        self.save_to = None if save_to is None else Path(save_to)  # None: saving is off
         self.batcher = Batcher(predictor.probabilities)
         self.preparing = anyio.CapacityLimiter(max(1, os.cpu_count() or 1))
 
@@ -364,10 +369,43 @@ class Service:
             out["view"] = png_data_url(prediction.image) if prediction.image is not None else None
         return out
 
+    async def save(self, drawing: Strokes, label, guess) -> dict:
+        """Keep a drawing and its right label under save_to/<code>/ (`mine.save`)."""
+        import anyio
+
+        if self.save_to is None:
+            raise Refused(403, "saving is off; start the server with --save-to data/mine")
+        try:
+            code = mine.label_code(label, self.predictor.classes)
+        except ValueError as e:
+            raise Refused(422, str(e)) from None
+        note = {"run": self.run, "guess": guess} if guess is not None else {"run": self.run}
+
+        def keep() -> Path:
+            image = self.predictor.prepare(drawing)
+            return mine.save(drawing, code, image=image, dest=self.save_to, note=note)
+
+        try:
+            path = await anyio.to_thread.run_sync(keep, limiter=self.preparing)
+        except ValueError as e:  # nothing drawn
+            raise Refused(422, str(e)) from None
+        except OSError as e:
+            raise Refused(507, str(e)) from None
+        return {"saved": f"{path.parent.name}/{path.name}", **self.examples()}
+
+    def examples(self) -> dict:
+        found = mine.counts(self.save_to) if self.save_to is not None else {}
+        return {
+            "enabled": self.save_to is not None,
+            "counts": {code_to_char(c): n for c, n in found.items()},
+            "summary": mine.counts_line(found),
+        }
+
     def health(self) -> dict:
         p = self.predictor
         return {
             "status": "ok",
+            "saving": self.save_to is not None,
             "model_loaded": True,
             "run": self.run,
             "backend": self.backend,
@@ -392,7 +430,7 @@ def png_data_url(img: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def load(run=None, backend: str = "auto", device: str = "auto") -> Service:
+def load(run=None, backend: str = "auto", device: str = "auto", save_to=None) -> Service:
     """Load the run's model once. backend "auto": torch on a GPU; on the CPU static int8 ONNX
     (calibrated on the run's training images the first time), or fp32 ONNX when those images
     cannot be found (said in one line)."""
@@ -415,7 +453,7 @@ def load(run=None, backend: str = "auto", device: str = "auto") -> Service:
     predictor = Predictor.from_run(run_dir, device=device, backend=backend)
     for n in (1, 2, 4, 8):  # warm up each batch shape: the first visitors wait for nothing
         predictor.predict_many([SCRIPTED["A"]] * n)
-    return Service(predictor, run=run_dir.name, backend=backend)
+    return Service(predictor, run=run_dir.name, backend=backend, save_to=save_to)
 
 
 # The app -------------------------------------------------------------------------------------
@@ -439,6 +477,28 @@ STROKES_SCHEMA = {
     "example": {"strokes": [[[140, 40], [80, 240]], [[140, 40], [200, 240]]]},
 }
 UPLOAD = {"type": "string", "format": "binary"}
+SAVE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["strokes", "label"],
+                    "properties": {
+                        **{
+                            k: STROKES_SCHEMA["properties"][k]
+                            for k in ("strokes", "width", "height")
+                        },
+                        "label": {"type": "string", "description": "the right character"},
+                        "guess": {"type": "string", "description": "what the model answered"},
+                    },
+                }
+            }
+        },
+    }
+}
 SINGLE_BODY = {
     "requestBody": {
         "required": True,
@@ -524,8 +584,36 @@ def create_app(service: Service):
     async def page():
         return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
 
+    add_mine_routes(app, service)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def add_mine_routes(app, service: Service) -> None:
+    """POST /mine (save a corrected drawing, with --save-to only) and GET /mine (counts)."""
+
+    @app.post("/mine", openapi_extra=SAVE_BODY)
+    async def save(request: Request) -> dict:
+        """Save a drawing with its right label (a wrong guess corrected) for fine-tuning;
+        only when the server was started with --save-to FOLDER."""
+        if media_type(request) != "application/json":
+            raise Refused(415, "send the drawing and its label as JSON")
+        data = json_object(
+            await read_body(request), {"strokes", "width", "height", "label", "guess"}
+        )
+        w, h = data.get("width", CANVAS_SIZE), data.get("height", CANVAS_SIZE)
+        drawing = check_drawing(data.get("strokes"), w, h)
+        label, guess = data.get("label"), data.get("guess")
+        if label is not None and not isinstance(label, str):
+            raise Refused(422, f"'label' must be the character as a string, got {label!r:.40}")
+        if guess is not None and not (isinstance(guess, str) and len(guess) <= 16):
+            raise Refused(422, "'guess' must be the model's answer as a short string")
+        return await service.save(drawing, label, guess)
+
+    @app.get("/mine")
+    async def examples() -> dict:
+        """Whether saving is on, and how many drawings are saved per character."""
+        return service.examples()
 
 
 PAGE_HEADERS = {
@@ -598,13 +686,18 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(run=None, *, host: str = "127.0.0.1", port: int = 8000, backend: str = "auto") -> None:
-    """Load the run, bind host:port and serve until Ctrl+C (`python -m charlib serve`)."""
+def serve(
+    run=None, *, host: str = "127.0.0.1", port: int = 8000, backend: str = "auto", save_to=None
+) -> None:
+    """Load the run, bind host:port and serve until Ctrl+C (`python -m charlib serve`);
+    `save_to` (a folder, e.g. data/mine) lets the page save corrected drawings there."""
     import uvicorn
 
     sock = listen(host, port)  # a taken port fails before the model loads
     try:
-        service = load(run, backend)
+        if save_to is not None:
+            check_writable(Path(save_to))
+        service = load(run, backend, save_to=save_to)
     except BaseException:
         sock.close()
         raise
@@ -617,6 +710,8 @@ def serve(run=None, *, host: str = "127.0.0.1", port: int = 8000, backend: str =
         "  Ctrl+C stops it",
         flush=True,
     )
+    if save_to is not None:
+        print(f"  saving:   corrected drawings go to {save_to}", flush=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"  note: listening on {host}: other machines can reach it", flush=True)
     config = uvicorn.Config(
@@ -627,3 +722,16 @@ def serve(run=None, *, host: str = "127.0.0.1", port: int = 8000, backend: str =
     finally:
         service.batcher.close()
         sock.close()
+
+
+def check_writable(folder: Path) -> None:
+    """Refuse at start-up, in one line, a --save-to folder that cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".charlib-write-test-{os.getpid()}"
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except OSError as e:
+        raise OSError(
+            f"--save-to {folder} is not writable ({e.strerror or e}); pick a folder you can write"
+        ) from None

@@ -43,6 +43,16 @@ class Strokes:
         """Pen width in canvas pixels."""
         return max(1.0, self.pen * min(self.width, self.height))
 
+    def to_dict(self) -> dict:
+        """JSON-ready: {"strokes": [[[x, y], ...], ...], "width", "height", "pen"}."""
+        points = [[[round(x, 2), round(y, 2)] for x, y in s] for s in self.strokes]
+        return {"strokes": points, "width": self.width, "height": self.height, "pen": self.pen}
+
+    @classmethod
+    def from_dict(cls, obj: dict) -> Strokes:
+        """The inverse of `to_dict` (a saved drawing read back)."""
+        return cls(obj["strokes"], int(obj["width"]), int(obj["height"]), float(obj["pen"]))
+
 
 def rasterize(drawing: Strokes) -> np.ndarray:
     """Strokes -> uint8 height×width, white ink on black, round caps and joints."""

@@ -1,9 +1,11 @@
-"""The embedded default dataset: printable ASCII (33-126) plus 999, rendered offline from fonts.
+"""The embedded default dataset: printable ASCII (33-126) plus 999, drawn offline.
 
-Each sample is a font glyph made to look handwritten (stroke width, rotation, shear, elastic
-distortion, position and scale jitter, blur) and framed like EMNIST: the ink's bounding box
-centred in a square with a margin. Written as train/validation/test zips in the AlphaNum layout
-(dark on light, like AlphaNum), so the ordinary loader reads it. Deterministic by seed.
+Most samples are pen strokes from the Hershey single-stroke fonts, drawn as a hand draws them
+(`handwriting`); the rest are outline-font glyphs made to look handwritten (stroke width,
+rotation, shear, elastic distortion, position and scale jitter, blur). All are framed like
+EMNIST: the ink's bounding box centred in a square with a margin. Written as
+train/validation/test zips in the AlphaNum layout (dark on light, like AlphaNum), so the
+ordinary loader reads it. Deterministic by seed.
 """
 
 from __future__ import annotations
@@ -20,17 +22,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from charlib import paths, preprocess
+from charlib import handwriting, paths, preprocess
 from charlib.codes import IMAGE_SIZE, UNKNOWN
 from charlib.files import atomic_write, write_json
 from charlib.progress import bar
 from charlib.sources import SPLITS
 
-VERSION = 3
+VERSION = 4
 CODES = (*range(33, 127), UNKNOWN)
 SIZE = IMAGE_SIZE  # px, EMNIST's size: the real handwriting we aim to recognise
 CANVAS = 96  # px, working resolution before the glyph is framed and shrunk
-MONOLINE = 0.7  # share of glyphs redrawn with a round pen along their centre line
+HAND = 0.6  # share of samples drawn from Hershey pen strokes (`handwriting`), the rest from fonts
+MONOLINE = 0.7  # share of font glyphs redrawn with a round pen along their centre line
 # Images per class and split; 'synth' is the default of `make run`, 'synth-small' for smoke runs.
 PRESETS = {
     "synth": {"train": 300, "validation": 50, "test": 50},
@@ -91,10 +94,14 @@ def _punctuation_fonts(font_files: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(f for f in font_files if not _ALNUM_ONLY.match(Path(f).name))
 
 
-def render(code: int, rng: np.random.Generator, font_files: tuple[str, ...]) -> np.ndarray:
-    """One sample: uint8 SIZE×SIZE, white strokes on black."""
+def render(
+    code: int, rng: np.random.Generator, font_files: tuple[str, ...], hand: float = HAND
+) -> np.ndarray:
+    """One sample: uint8 SIZE×SIZE, white strokes on black; pen strokes with chance `hand`."""
     if code == UNKNOWN:
         return _noise(rng)
+    if rng.random() < hand:
+        return _frame(handwriting.ink(handwriting.drawing(code, rng), rng, canvas=CANVAS), rng)
     img = Image.new("L", (CANVAS, CANVAS), 0)
     usable = font_files if code in ALNUM else _punctuation_fonts(font_files)
     font = _font(usable[rng.integers(len(usable))], 48)
@@ -238,14 +245,14 @@ def _noise(rng: np.random.Generator) -> np.ndarray:
     return np.asarray(img)
 
 
-def _class_images(task: tuple[int, int, int, int, tuple[str, ...]]) -> list[bytes]:
+def _class_images(task: tuple) -> list[bytes]:
     """PNG bytes of every sample of one (split, class), dark on light like AlphaNum."""
-    seed, split_index, code, count, font_files = task
+    seed, split_index, code, count, font_files, hand = task
     rng = np.random.default_rng([seed, split_index, code])
     out = []
     for _ in range(count):
         buf = io.BytesIO()
-        Image.fromarray(255 - render(code, rng, font_files)).save(buf, format="PNG")
+        Image.fromarray(255 - render(code, rng, font_files, hand)).save(buf, format="PNG")
         out.append(buf.getvalue())
     return out
 
@@ -255,15 +262,19 @@ def generate(
     *,
     counts: dict[str, int],
     seed: int = 0,
+    hand: float = HAND,
     workers: int | None = None,
     progress: bool = True,
 ) -> Path:
-    """Write dest/{train,validation,test}.zip and dest/synth.json; returns dest."""
+    """Write dest/{train,validation,test}.zip and dest/synth.json; returns dest. `hand` is the
+    share of samples drawn from pen strokes (the rest from outline fonts)."""
+    if not 0 <= hand <= 1:
+        raise ValueError(f"hand must be a share between 0 and 1, got {hand!r}")
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     font_files = fonts()
     tasks = [
-        (seed, i, code, counts[split], font_files)
+        (seed, i, code, counts[split], font_files, hand)
         for i, split in enumerate(SPLITS)
         for code in CODES
     ]
@@ -274,7 +285,7 @@ def generate(
         for split in SPLITS:
             _write_zip(dest / f"{split}.zip", ((code, next(results), done) for code in CODES))
     done.close()
-    manifest = _manifest(counts, seed, font_files)
+    manifest = _manifest(counts, seed, font_files, hand)
     write_json(dest / "synth.json", manifest)
     return dest
 
@@ -292,7 +303,7 @@ def _write_zip(path: Path, classes) -> None:
     atomic_write(path, write)
 
 
-def _manifest(counts: dict[str, int], seed: int, font_files: tuple[str, ...]) -> dict:
+def _manifest(counts: dict[str, int], seed: int, font_files: tuple[str, ...], hand: float) -> dict:
     return {
         "version": VERSION,
         "seed": seed,
@@ -300,6 +311,8 @@ def _manifest(counts: dict[str, int], seed: int, font_files: tuple[str, ...]) ->
         "counts": counts,
         "codes": list(CODES),
         "fonts": [Path(f).name for f in font_files],
+        "hand": hand,
+        "hershey_fonts": list(handwriting.FONTS),
     }
 
 
@@ -313,7 +326,7 @@ def ensure(preset: str = "synth", *, seed: int = 0, progress: bool = True) -> Pa
         found = json.loads((dest / "synth.json").read_text())
     except (OSError, ValueError):
         found = None
-    wanted = _manifest(counts, seed, fonts())
+    wanted = _manifest(counts, seed, fonts(), HAND)
     zips_there = all((dest / f"{s}.zip").is_file() for s in SPLITS)
     if found != wanted or not zips_there:
         generate(dest, counts=counts, seed=seed, progress=progress)

@@ -8,6 +8,7 @@ difference between the two is a value in `RECIPES`.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -149,26 +150,27 @@ def fit(
     progress: bool = True,
     callback=None,
     data_source: str | None = None,
+    init_from: str | os.PathLike | None = None,
+    extra: dict | None = None,
 ) -> dict:
     """Train a model (ResNet-18 unless `model` names another of `model.MODELS`) on `train`
     (CharData), select by `val` accuracy; returns a summary.
 
-    Writes run_dir/params.json, history.json, last.pt (every epoch), best.pt and epoch_NNN.pt
-    (every `checkpoint_every` epochs). With resume=True a run_dir holding last.pt continues
-    after its last finished epoch; a run_dir holding a trained run is otherwise refused unless
-    overwrite=True (`smoke` runs may replace smoke runs). `time_budget` (seconds, "auto" or None)
-    sizes the run to end in time (`budget`); `steps_per_epoch` fixes its share of the data per
-    epoch by hand (`reproduce`). `callback(record, history)` runs after each epoch.
-    `data_source` (a folder, zip or preset name) is recorded so evaluation can find the data.
-    """
-    start = time.perf_counter()
-    group = distributed.join(device)  # torchrun's processes, or this one alone
+    Writes run_dir/params.json, history.json, last.pt (every epoch), best.pt, epoch_NNN.pt (every
+    `checkpoint_every`). resume=True continues from last.pt; a trained run_dir is otherwise
+    refused unless overwrite=True (smoke runs may replace smoke runs). `time_budget` (seconds,
+    "auto", None) sizes the run (`budget`); `steps_per_epoch` fixes its share of the data per
+    epoch (`reproduce`); `callback(record, history)` runs after each epoch; `data_source` is
+    recorded for evaluation; `init_from`: a checkpoint of the same model and classes to start
+    from (`finetune`); `extra`: more facts for params.json."""
+    start, group = time.perf_counter(), distributed.join(device)  # torchrun's, or this alone
     knobs = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "img_size": img_size}
     knobs |= {"stem": stem, "model": model, "steps_per_epoch": steps_per_epoch}  # None: default
     params = resolve_params(recipe, device=device, time_budget=time_budget, **knobs)
     params |= _run_facts(train, val, params, data_source) | _world(params, group)
     params |= {"pretrained": pretrained, "compile": compile, "ema": ema, "seed": seed}
     params |= {"patience": patience, "checkpoint_every": checkpoint_every, "smoke": smoke}
+    params |= {"init_from": init_from and str(init_from), **(extra or {})}
     params["augmentation"] = aug.settings(augmentation)  # checked before anything starts
     run_dir = Path(run_dir)
     resuming = resume and (run_dir / "last.pt").is_file()
@@ -311,6 +313,8 @@ def _setup(
         in_channels=params["channels"],
         pretrained=params["pretrained"],
     )
+    if params.get("init_from"):
+        net.load_state_dict(checkpoint.load(params["init_from"])["model"])
     model = prepare(net, dev)
     batches = SOURCES[params["batches"]](train, params, dev, num_workers)
     opt = optimizer(model, params)

@@ -81,3 +81,59 @@ def test_monoline_pen_has_even_width():
     pen = np.asarray(synth._monoline(Image.fromarray(bold), rng))
     widths = (pen[35:60] > 128).sum(axis=1)
     assert widths.max() - widths.min() <= 2 and 2 <= widths.mean() < 10
+
+
+# Pen strokes (`handwriting`) --------------------------------------------------------------------
+
+
+def test_hershey_fonts_draw_every_printable_character():
+    from charlib import handwriting
+
+    for font in (*handwriting.FONTS, *handwriting.SCRIPT_FONTS):
+        glyphs = handwriting.glyphs(font)
+        assert sorted(glyphs) == list(range(33, 127))
+        assert all(len(strokes) >= 1 for strokes in glyphs.values()), font
+    assert not set(handwriting.FONTS) & set(handwriting.SCRIPT_FONTS)  # the script hand is unseen
+
+
+def test_a_hand_drawn_glyph_is_deterministic_and_varies():
+    from charlib import handwriting
+
+    def one(seed):
+        rng = np.random.default_rng(seed)
+        return synth.render(65, rng, synth.fonts(), hand=1.0)
+
+    a, b, c = one(3), one(3), one(4)
+    assert np.array_equal(a, b)  # same seed, same drawing
+    assert np.abs(a.astype(int) - c).mean() > 5  # another seed, another hand
+    rng = np.random.default_rng(0)
+    strokes = handwriting.drawing(ord("7"), rng)
+    img = handwriting.ink(strokes, rng, canvas=96)
+    assert img.shape == (96, 96) and img.dtype == np.uint8 and img.max() == 255
+    ink_share = (img > 127).mean()
+    assert 0.02 < ink_share < 0.3  # a pen line, not a blob or nothing
+
+
+def test_hand_share_is_recorded_and_checked(tmp_path):
+    import json
+
+    root = synth.generate(tmp_path / "h", counts=TINY, seed=0, hand=1.0, progress=False)
+    manifest = json.loads((root / "synth.json").read_text())
+    assert manifest["hand"] == 1.0 and manifest["version"] == synth.VERSION
+    fonts_only = synth.generate(tmp_path / "f", counts=TINY, seed=0, hand=0.0, progress=False)
+    assert digests(root)["train.zip"] != digests(fonts_only)["train.zip"]
+    with pytest.raises(ValueError, match="hand must be a share between 0 and 1"):
+        synth.generate(tmp_path / "bad", counts=TINY, hand=1.5, progress=False)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_as_strokes_makes_a_pad_drawing():
+    from charlib import handwriting
+    from charlib.strokes import rasterize
+
+    rng = np.random.default_rng(0)
+    drawing = handwriting.as_strokes(handwriting.drawing(ord("b"), rng, handwriting.SCRIPT_FONTS))
+    assert (drawing.width, drawing.height) == (280, 280) and not drawing.empty
+    pts = np.concatenate([np.asarray(s) for s in drawing.strokes])
+    assert pts.min() >= 0 and pts.max() <= 280
+    assert rasterize(drawing).max() == 255

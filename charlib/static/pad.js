@@ -11,6 +11,11 @@
   const live = pad.querySelector(".charlib-live input");
   const view = pad.querySelector(".charlib-view");
   const footer = pad.querySelector(".charlib-footer");
+  const teach = pad.querySelector(".charlib-teach");
+  const label = pad.querySelector(".charlib-label");
+  const saved = pad.querySelector(".charlib-saved");
+  const counts = pad.querySelector(".charlib-counts");
+  let topGuess = null; // the model's last answer, kept with a saved drawing
   let strokes = [];
   let current = null; // the stroke being drawn, with the pointer that draws it
   let asked = 0; // requests sent; an answer to an older one is dropped
@@ -89,6 +94,8 @@
     div.querySelector(".charlib-code").textContent = guess.code;
     div.querySelector(".charlib-bar span").style.width = `${pct}%`;
     div.querySelector(".charlib-confidence").textContent = `${pct}%`;
+    div.title = "pick this character as the right one";
+    div.addEventListener("click", () => { label.value = guess.char; label.focus(); });
     return div;
   }
 
@@ -110,6 +117,7 @@
       results.append(status(head, answer.status.replace(" ", "-")));
       for (const guess of answer.guesses) results.append(row(guess));
     }
+    topGuess = answer.guesses && answer.guesses.length ? answer.guesses[0].char : null;
     view.hidden = !answer.view;
     if (answer.view) view.querySelector("img").src = answer.view;
   }
@@ -145,6 +153,32 @@
     results.replaceChildren(status("Draw a character, then press Predict.", "ready"));
   }
 
+  function showCounts(examples) {
+    counts.textContent = `saved so far: ${examples.summary}`;
+  }
+
+  async function save() {
+    const body = { strokes, width: canvas.width, height: canvas.height, label: label.value };
+    if (topGuess !== null) body.guess = topGuess;
+    saved.className = "charlib-saved";
+    try {
+      const response = await fetch("/mine", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      const answer = await response.json();
+      if (!response.ok) throw new Error(answer.error || `HTTP ${response.status}`);
+      saved.textContent = `saved as ${answer.saved}`;
+      showCounts(answer);
+      label.value = "";
+    } catch (error) {
+      saved.classList.add("charlib-error");
+      saved.textContent = `not saved: ${error.message}`;
+    }
+  }
+
+  pad.querySelector(".charlib-save").addEventListener("click", save);
   pad.querySelector(".charlib-predict").addEventListener("click", predict);
   pad.querySelector(".charlib-clear").addEventListener("click", clear);
 
@@ -155,6 +189,13 @@
         `run ${h.run} · ${h.classes} classes · ${h.backend} on ${h.device} · API at /docs`;
     })
     .catch(() => { footer.textContent = "the server does not answer"; });
+  fetch("/mine")
+    .then((r) => r.json())
+    .then((examples) => {
+      teach.hidden = !examples.enabled;
+      if (examples.enabled) showCounts(examples);
+    })
+    .catch(() => {});
 
   reset();
 })();

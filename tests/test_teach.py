@@ -1,0 +1,289 @@
+"""Teach it your hand: saving drawings into data/mine (`mine`), fine-tuning a run on them
+(`finetune`, `charlib finetune`), and the served page's save endpoint (`POST /mine`)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from charlib import checkpoint, cli, finetune, handwriting, mine, serve
+from charlib.data import load_dataset
+from charlib.strokes import SCRIPTED, Strokes
+
+from conftest import hashes, write_evil_checkpoint
+
+A = SCRIPTED["A"]
+
+
+def script(char: str, seed: int) -> Strokes:
+    """A drawing of `char` in a script hand (the Hershey script fonts, not in the built-in data)."""
+    rng = np.random.default_rng([seed, ord(char)])
+    return handwriting.as_strokes(handwriting.drawing(ord(char), rng, handwriting.SCRIPT_FONTS))
+
+
+def save_examples(dest, chars: str, n: int) -> None:
+    for char in chars:
+        for i in range(n):
+            mine.save(script(char, i), char, dest=dest)
+
+
+# Saving ---------------------------------------------------------------------------------------
+
+
+def test_save_writes_png_and_strokes_under_the_code(tmp_path):
+    png = mine.save(A, "A", dest=tmp_path, note={"guess": "H"})
+    assert png == tmp_path / "65" / "00001.png"
+    record = json.loads(png.with_suffix(".json").read_text())
+    assert record["label"] == "A" and record["code"] == 65 and record["note"] == {"guess": "H"}
+    assert Strokes.from_dict(record["drawing"]) == A  # the strokes come back exactly
+    img = np.asarray(Image.open(png))
+    assert img.shape == (28, 28) and img[0, 0] == 255 and img.min() == 0  # dark on light
+    assert mine.counts(tmp_path) == {65: 1}
+    assert mine.counts_line(mine.counts(tmp_path)) == "A ×1 (1 examples)"
+
+
+def test_save_never_overwrites(tmp_path):
+    first = mine.save(A, "A", dest=tmp_path)
+    before = first.read_bytes()
+    (tmp_path / "65" / "00002.png").write_bytes(b"the user's own file")  # a gap filled by hand
+    (tmp_path / "65" / "00003.json").write_text("{}")
+    second = mine.save(SCRIPTED["7"], "A", dest=tmp_path)
+    assert second.name == "00004.png"  # 2 holds a PNG, 3 a JSON: both kept as they were
+    assert first.read_bytes() == before
+    assert (tmp_path / "65" / "00002.png").read_bytes() == b"the user's own file"
+    assert (tmp_path / "65" / "00003.json").read_text() == "{}"
+    assert not (tmp_path / "65" / "00002.json").exists()
+    assert mine.counts(tmp_path) == {65: 3}
+
+
+@pytest.mark.parametrize(
+    ("label", "words"),
+    [
+        (None, "choose the right character"),
+        ("", "choose the right character"),
+        ("  ", "choose the right character"),
+        ("AB", "one character"),
+        ("\x07", "not a printable character"),
+        (" ", "choose the right character"),
+        ("\u200b", "not a printable character"),
+        ("é", "not one of the run's 3 classes"),
+    ],
+)
+def test_bad_labels_are_refused_and_nothing_is_written(tmp_path, label, words):
+    with pytest.raises(ValueError, match=words):
+        mine.save(A, label, dest=tmp_path, classes=(65, 66, 999))
+    assert not any(tmp_path.iterdir())
+
+
+def test_label_codes():
+    assert mine.label_code("A") == 65 and mine.label_code(66) == 66
+    assert mine.label_code("unknown") == 999
+    with pytest.raises(ValueError, match="not one of the run's"):
+        mine.label_code("C", classes=(65, 66))
+
+
+def test_nothing_drawn_is_not_saved(tmp_path):
+    with pytest.raises(ValueError, match="nothing drawn"):
+        mine.save(Strokes(), "A", dest=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_unwritable_folder_is_one_line(tmp_path):
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(PermissionError, match="cannot save into .*writable"):
+            mine.save(A, "A", dest=tmp_path / "mine")
+    finally:
+        tmp_path.chmod(0o700)
+
+
+def test_folder_in_the_way_is_one_line(tmp_path):
+    (tmp_path / "mine").write_text("a file where the folder should be")
+    with pytest.raises(PermissionError, match="cannot save into"):
+        mine.save(A, "A", dest=tmp_path / "mine")
+    assert (tmp_path / "mine").read_text() == "a file where the folder should be"
+
+
+def test_the_loader_reads_saved_drawings_and_skips_their_strokes(tmp_path):
+    save_examples(tmp_path, "Ab", 3)
+    ds = load_dataset(tmp_path, val_fraction=0, test_fraction=0, progress=False)
+    assert len(ds.train) == 6 and ds.classes == (65, 98)
+    assert not ds.report.skipped  # the .json files are not "unreadable images"
+
+
+# Fine-tuning ----------------------------------------------------------------------------------
+
+
+def test_finetune_makes_a_new_run_and_leaves_the_old_one(tiny_run, tmp_path):
+    save_examples(tmp_path / "mine", "A7", 3)
+    before = hashes(tiny_run)
+    summary = finetune.finetune(
+        tiny_run, tmp_path / "mine", epochs=1, replay=2, device="cpu", progress=False
+    )
+    new = summary["run_dir"]
+    assert new == tiny_run.parent / "tiny-mine" and (new / "best.pt").is_file()
+    assert hashes(tiny_run) == before  # the run it started from is untouched
+    ckpt = checkpoint.load(new / "best.pt")
+    assert ckpt["classes"] == checkpoint.load(tiny_run / "best.pt")["classes"]
+    params = ckpt["params"]
+    assert params["init_from"] == str(tiny_run / "best.pt")
+    assert params["finetune"]["counts"] == {"7": 3, "A": 3}
+    assert params["data"] == "synth-small"  # evaluation reads the original test split
+    # 2 classes × 3 examples × REPEAT, plus 2 replayed per class of the run's classes
+    assert params["train_images"] == 6 * finetune.REPEAT + 2 * len(ckpt["classes"])
+    first = hashes(new)
+    again = finetune.finetune(
+        tiny_run, tmp_path / "mine", epochs=1, replay=0, device="cpu", progress=False
+    )
+    assert again["run_dir"] == tiny_run.parent / "tiny-mine-2"  # never over the first
+    assert hashes(new) == first
+
+
+def test_finetune_starts_from_the_runs_weights(tiny_run, tmp_path):
+    """Epoch 0 of a fine-tune is the run itself: with lr 0 the weights stay the run's."""
+    from charlib import train
+
+    ds = load_dataset("synth-small", progress=False)
+    train.fit(
+        ds.train.subset(1, 0), ds.validation.subset(1, 0), run_dir=tmp_path / "r", device="cpu",
+        epochs=1, lr=1e-12, batch_size=32, stem="imagenet", progress=False,
+        init_from=tiny_run / "best.pt",
+    )  # fmt: skip
+    old = checkpoint.load(tiny_run / "best.pt")["model"]
+    new = checkpoint.load(tmp_path / "r" / "best.pt")["model"]
+    conv = next(k for k in old if k.endswith("conv1.weight"))
+    assert np.allclose(old[conv].numpy(), new[conv].numpy(), atol=1e-6)
+
+
+def test_finetune_refuses_too_few_examples(tiny_run, tmp_path):
+    save_examples(tmp_path, "A", mine.MIN_EXAMPLES - 1)
+    save_examples(tmp_path, "7", mine.MIN_EXAMPLES)
+    with pytest.raises(ValueError, match=r"too few examples: A \(65\) has 2; save at least 3"):
+        finetune.finetune(tiny_run, tmp_path, epochs=1, device="cpu", progress=False)
+    assert not (tiny_run.parent / "tiny-mine-3").exists()
+
+
+def test_finetune_refuses_empty_missing_and_unknown(tiny_run, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no examples folder"):
+        finetune.finetune(tiny_run, tmp_path / "nope", progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no saved examples"):
+        finetune.finetune(tiny_run, tmp_path / "empty", progress=False)
+    save_examples(tmp_path / "odd", "A", 3)
+    mine.save(A, "é", dest=tmp_path / "odd")  # saved without a run's classes to check
+    with pytest.raises(ValueError, match=r"not trained on: é \(233\)"):
+        finetune.finetune(tiny_run, tmp_path / "odd", progress=False)
+
+
+def test_finetune_refuses_an_unsafe_checkpoint(tmp_path):
+    marker = tmp_path / "pwned"
+    run = write_evil_checkpoint(tmp_path / "evil" / "best.pt", marker).parent
+    save_examples(tmp_path / "mine", "A", 3)
+    with pytest.raises(ValueError, match="refused|unsafe|not a charlib"):
+        finetune.finetune(run, tmp_path / "mine", progress=False)
+    assert not marker.exists()
+
+
+def test_finetune_command_line(tiny_run, tmp_path, capsys):
+    save_examples(tmp_path / "mine", "A7", 3)
+    into = tmp_path / "tuned"
+    argv = ["finetune", "--run", str(tiny_run), "--data", str(tmp_path / "mine")]
+    argv += ["--into", str(into), "--epochs", "1", "--replay", "1", "--device", "cpu"]
+    assert cli.main(argv) == 0
+    assert (into / "best.pt").is_file()
+    assert "fine-tuned in 1 epochs" in capsys.readouterr().out
+    assert cli.main(argv) == 1  # the same target again: refused, the run kept
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("charlib: error:") and "\n" not in err
+    assert cli.main(["finetune", "--run", str(tiny_run), "--data", str(tmp_path / "x")]) == 1
+    assert "no examples folder" in capsys.readouterr().err
+    assert cli.main(argv[:5] + ["--replay", "-1"]) == 1
+    assert "replay must be an integer of at least 0" in capsys.readouterr().err
+
+
+# The served page's save endpoint ----------------------------------------------------------------
+
+A_JSON = {"strokes": [[list(p) for p in s] for s in A.strokes], "width": 280, "height": 280}
+
+
+@pytest.fixture(scope="module")
+def saving(tiny_run, tmp_path_factory):
+    from fastapi.testclient import TestClient
+
+    folder = tmp_path_factory.mktemp("served") / "mine"
+    service = serve.load(tiny_run, "torch", device="cpu", save_to=folder)
+    with TestClient(serve.create_app(service)) as client:
+        yield client, folder
+    service.batcher.close()
+
+
+def test_serve_saves_only_when_asked(tiny_run):
+    from fastapi.testclient import TestClient
+
+    service = serve.load(tiny_run, "torch", device="cpu")
+    try:
+        with TestClient(serve.create_app(service)) as client:
+            answer = client.post("/mine", json={**A_JSON, "label": "A"})
+            assert answer.status_code == 403 and "--save-to" in answer.json()["error"]
+            assert client.get("/mine").json()["enabled"] is False
+            assert client.get("/health").json()["saving"] is False
+    finally:
+        service.batcher.close()
+
+
+def test_serve_saves_a_corrected_drawing(saving):
+    client, folder = saving
+    answer = client.post("/mine", json={**A_JSON, "label": "A", "guess": "H"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["saved"] == "65/00001.png" and body["counts"] == {"A": 1}
+    record = json.loads((folder / "65" / "00001.json").read_text())
+    assert record["note"] == {"run": "tiny", "guess": "H"}
+    assert client.get("/mine").json()["summary"] == "A ×1 (1 examples)"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({**A_JSON}, 422, "choose the right character"),
+        ({**A_JSON, "label": ""}, 422, "choose the right character"),
+        ({**A_JSON, "label": "AB"}, 422, "one character"),
+        ({**A_JSON, "label": "\u0007"}, 422, "printable"),
+        ({**A_JSON, "label": "é"}, 422, "not one of the run's"),
+        ({**A_JSON, "label": 65}, 422, "'label' must be the character"),
+        ({**A_JSON, "label": "A", "guess": ["x"]}, 422, "'guess'"),
+        ({"strokes": [], "label": "A"}, 422, "nothing drawn"),
+        ({**A_JSON, "label": "A", "colour": "red"}, 422, "colour"),
+    ],
+)
+def test_serve_refuses_bad_saves(saving, body, status, words):
+    client, folder = saving
+    before = hashes(folder) if folder.exists() else {}
+    answer = client.post("/mine", json=body)
+    assert answer.status_code == status, answer.text
+    assert words in answer.json()["error"]
+    assert (hashes(folder) if folder.exists() else {}) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_serve_refuses_an_unwritable_save_folder(tiny_run, tmp_path, capsys):
+    tmp_path.chmod(0o500)
+    try:
+        argv = ["serve", "--run", str(tiny_run), "--port", "0", "--save-to", str(tmp_path / "m")]
+        assert cli.main(argv) == 1
+    finally:
+        tmp_path.chmod(0o700)
+    assert "is not writable" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_file_as_save_folder(tiny_run, tmp_path, capsys):
+    (tmp_path / "m").write_text("not a folder")
+    argv = ["serve", "--run", str(tiny_run), "--port", "0", "--save-to", str(tmp_path / "m")]
+    assert cli.main(argv) == 1
+    assert "is not writable" in capsys.readouterr().err
+    assert (tmp_path / "m").read_text() == "not a folder"
