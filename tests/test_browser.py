@@ -246,16 +246,58 @@ SERVED_SHOT = ROOT / "docs" / "served_pad.png"
 
 
 @pytest.fixture(scope="module")
-def charlib_server(served, tmp_path_factory):
-    """`python -m charlib serve` on a free port with the module's run; stopped at the end."""
+def saved_to(tmp_path_factory) -> Path:
+    """Where the served page saves corrected drawings (`--save-to`): a temporary folder."""
+    return tmp_path_factory.mktemp("teach") / "mine"
+
+
+@pytest.fixture(scope="module")
+def charlib_server(served, saved_to, tmp_path_factory):
+    """`python -m charlib serve --save-to ...` on a free port with the module's run; stopped
+    at the end."""
     base, _, env = served
     port = free_port()
     run = next((base / "runs").iterdir())
     cmd = [sys.executable, "-m", "charlib", "serve", "--run", str(run), "--port", str(port)]
+    cmd += ["--save-to", str(saved_to)]
     url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with server(cmd, url=f"{url}/health", env=env, log=log, timeout=120):
         yield url
+
+
+def test_served_pad_saves_a_corrected_drawing(charlib_server, saved_to, browser):
+    """Draw, see the guesses, type the right character, Save: the drawing lands in
+    <save-to>/<code>/ as PNG + strokes, and the page shows the count."""
+    page = browser.new_page(viewport={"width": 1000, "height": 800})
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(charlib_server + "/")
+        teach = page.locator(".charlib-teach")
+        sync_api.expect(teach).to_be_visible()
+        sync_api.expect(page.locator(".charlib-counts")).to_contain_text("none saved yet")
+        draw(page, page.locator(".charlib-canvas"), SCRIPTED["7"])
+        rows = page.locator(".charlib-results .charlib-prediction")
+        sync_api.expect(rows).to_have_count(5, timeout=20_000)
+        top = rows.nth(0).get_attribute("data-char")
+        page.locator(".charlib-save").click()  # no character chosen yet: refused, nothing saved
+        sync_api.expect(page.locator(".charlib-saved")).to_contain_text("choose the right")
+        assert not saved_to.exists() or not any(saved_to.iterdir())
+        rows.nth(1).click()  # picking a guess fills the box; then the user types the right one
+        assert page.locator(".charlib-label").input_value() == rows.nth(1).get_attribute(
+            "data-char"
+        )
+        page.locator(".charlib-label").fill("7")
+        page.locator(".charlib-save").click()
+        sync_api.expect(page.locator(".charlib-saved")).to_have_text("saved as 55/00001.png")
+        sync_api.expect(page.locator(".charlib-counts")).to_contain_text("7 ×1")
+    finally:
+        page.close()
+    png, strokes = saved_to / "55" / "00001.png", saved_to / "55" / "00001.json"
+    assert png.is_file() and strokes.is_file()
+    record = json.loads(strokes.read_text())
+    assert record["label"] == "7" and len(record["drawing"]["strokes"]) == 1
+    assert record["note"]["guess"] == top  # the model's answer is kept beside the right one
 
 
 def test_pad_served_by_charlib(charlib_server, browser, shots, tmp_path):
@@ -316,8 +358,10 @@ def test_served_api_docs_render_offline(charlib_server, browser):
         page.route("**/*", only_local)
         page.goto(charlib_server + "/docs")
         paths = page.locator(".opblock-summary-path")
-        sync_api.expect(paths).to_have_count(4, timeout=20_000)
-        assert set(paths.all_inner_texts()) == {"/predict", "/predict/batch", "/health", "/classes"}
+        sync_api.expect(paths).to_have_count(6, timeout=20_000)  # /mine: POST and GET
+        assert set(paths.all_inner_texts()) == {
+            "/predict", "/predict/batch", "/health", "/classes", "/mine"
+        }  # fmt: skip
     finally:
         page.close()
     assert not outside, f"/docs asked other hosts for {outside}"
