@@ -6,9 +6,13 @@ redraws them (`strokes.rasterize`): the browser's pixels are never read back.
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import time
 
+from charlib import explain
+from charlib.plots import saliency_figure
 from charlib.strokes import CANVAS_SIZE, PEN, Strokes
 
 
@@ -124,7 +128,9 @@ class DrawingPad:
     """An ipycanvas pad (white pen on black) with Predict and Clear; calls `predictor.predict`.
 
     Mouse and touch both draw. Widgets carry CSS classes (charlib-pad, charlib-canvas,
-    charlib-predict, charlib-clear, charlib-pen, charlib-auto, charlib-results) for browser tests.
+    charlib-predict, charlib-clear, charlib-pen, charlib-auto, charlib-results, charlib-why,
+    charlib-saliency) for browser tests. Ticking "show why" adds the saliency maps of the top two
+    guesses (`explain.of_prediction`) under the results.
     """
 
     def __init__(
@@ -160,6 +166,8 @@ class DrawingPad:
         )
         self.auto_box = w.Checkbox(value=auto_predict, description="predict when a stroke ends")
         self.results = w.HTML(results_html(None), layout=w.Layout(width="360px"))
+        self.why_box = w.Checkbox(value=False, description="show why")
+        self.saliency = w.HTML("", layout=w.Layout(width="360px", display="none"))
         self.strokes_label = w.Label("0 strokes")
         for widget, name in [
             (self.predict_button, "predict"),
@@ -168,6 +176,8 @@ class DrawingPad:
             (self.auto_box, "auto"),
             (self.results, "results"),
             (self.strokes_label, "strokes"),
+            (self.why_box, "why"),
+            (self.saliency, "saliency"),
         ]:
             widget.add_class(f"charlib-{name}")
         controls = w.VBox(
@@ -178,6 +188,8 @@ class DrawingPad:
                 self.auto_box,
                 self.strokes_label,
                 self.results,
+                self.why_box,
+                self.saliency,
             ],
         )
         box = w.HBox([self.canvas, controls], layout=w.Layout(width="max-content"))
@@ -199,6 +211,7 @@ class DrawingPad:
         self.predict_button.on_click(lambda _: self.predict())
         self.clear_button.on_click(lambda _: self.clear())
         self.pen_slider.observe(self._pen_changed, names="value")
+        self.why_box.observe(lambda _: self.show_why(), names="value")
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
@@ -281,11 +294,31 @@ class DrawingPad:
         seconds = time.perf_counter() - start
         device = str(getattr(self.predictor, "device", ""))
         self.results.value = results_html(self.prediction, seconds=seconds, device=device)
+        self.show_why()
         return self.prediction
+
+    def show_why(self) -> None:
+        """With "show why" ticked and a guess made, the saliency of the top two guesses as a
+        PNG under the results; otherwise the area is empty and hidden."""
+        shown = self.why_box.value and self.prediction is not None and not self.prediction.blank
+        self.saliency.layout.display = None if shown else "none"
+        if not shown:
+            self.saliency.value = ""
+            return
+        try:
+            why = explain.of_prediction(self.predictor, self.prediction, top=2)
+        except ValueError as e:  # e.g. a predictor with no torch weights: said where one looks
+            self.saliency.value = f"<div class='charlib-error'>{html.escape(str(e))}</div>"
+            return
+        buffer = io.BytesIO()
+        saliency_figure(why.image, why.maps, why.titles).savefig(buffer, format="png", dpi=100)
+        data = base64.b64encode(buffer.getvalue()).decode()
+        self.saliency.value = f"<img src='data:image/png;base64,{data}' style='width:100%'>"
 
     def clear(self) -> None:
         """Forget the strokes, blank the canvas and the results."""
         self.recorder.clear()
         self.prediction = None
         self.results.value = results_html(None)
+        self.show_why()
         self.redraw()

@@ -393,6 +393,62 @@ def _top_k_bars(ax, prediction) -> None:
     ax.set_title(f"top {len(prediction)} ({prediction.status})", fontsize=10)
 
 
+TOWARD, AGAINST = (1.0, 0.23, 0.19), (0.18, 0.55, 1.0)  # RGB: saliency red and blue
+SALIENCY_KEY = (
+    "red: ink pushing toward the titled class · blue: ink pushing against it\n"
+    "('what would make it X': toward X rather than the top guess)"
+)
+
+
+def saliency_overlay(image: np.ndarray, attribution: np.ndarray, *, smooth: float = 1.0):
+    """A white-on-black uint8 image, dimmed to grey, under a signed map: RGB float H×W×3.
+
+    The map is smoothed (Gaussian, `smooth` px) so regions read rather than single pixels; red
+    where it is positive, blue where negative, opaque at its largest |value|.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    shown = gaussian_filter(np.asarray(attribution, np.float32), smooth) if smooth else attribution
+    scale = float(np.abs(shown).max()) or 1.0
+    strength = np.clip(np.abs(shown) / scale, 0, 1)[..., None] ** 0.7
+    colour = np.where(shown[..., None] >= 0, TOWARD, AGAINST)
+    grey = np.repeat(image[..., None] / 255.0 * 0.55, 3, axis=2)
+    return (1 - strength) * grey + strength * colour
+
+
+def saliency_figure(image, maps, titles, *, rows=None, title: str | None = None) -> Figure:
+    """The image the model saw, then one panel per map: the image in grey under the map.
+
+    One image (H×W) with maps K×H×W and K titles, or a gallery: N×H×W, N×K×H×W, N lists of K
+    titles and `rows` (a label per image). No maps (a blank drawing): 'nothing drawn'.
+    """
+    if image is None:  # a blank drawing: the model saw nothing
+        return _no_mistakes("nothing drawn")
+    images, maps = np.asarray(image), np.asarray(maps)
+    if images.ndim == 2:
+        images, maps, titles = images[None], maps[None], [list(titles)]
+        rows = [None] if rows is None else rows
+    if not len(images) or not maps.shape[1]:
+        return _no_mistakes("nothing drawn" if len(images) <= 1 else "no maps to show")
+    n, k = maps.shape[:2]
+    fig = Figure(figsize=(1.75 * (k + 1), 1.85 * n + 0.6), layout="constrained")
+    axes = fig.subplots(n, k + 1, squeeze=False)
+    for r in range(n):
+        axes[r, 0].imshow(images[r], cmap="gray", vmin=0, vmax=255)
+        axes[r, 0].set_title(rows[r] if rows and rows[r] else "model input", fontsize=9)
+        for c in range(k):
+            overlay = saliency_overlay(images[r], maps[r, c])
+            axes[r, c + 1].imshow(overlay, interpolation="bilinear")
+            axes[r, c + 1].set_title(titles[r][c].replace(" — ", "\n"), fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.supxlabel(SALIENCY_KEY, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
 def validation_curves(histories: dict[str, list[dict]]) -> Figure:
     """Validation accuracy per epoch of several runs, overlaid (against epochs and seconds)."""
     fig = Figure(figsize=(13, 4), layout="constrained")

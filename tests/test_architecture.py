@@ -44,6 +44,7 @@ ORDER = [
     "reproduce",
     "export",
     "infer",
+    "explain",
     "canvas",
     "serve",
     "pipeline",
