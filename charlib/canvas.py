@@ -11,7 +11,8 @@ import html
 import io
 import time
 
-from charlib import explain
+from charlib import explain, mine
+from charlib.codes import code_to_char
 from charlib.plots import saliency_figure
 from charlib.strokes import CANVAS_SIZE, PEN, Strokes
 
@@ -129,8 +130,10 @@ class DrawingPad:
 
     Mouse and touch both draw. Widgets carry CSS classes (charlib-pad, charlib-canvas,
     charlib-predict, charlib-clear, charlib-pen, charlib-auto, charlib-results, charlib-why,
-    charlib-saliency) for browser tests. Ticking "show why" adds the saliency maps of the top two
-    guesses (`explain.of_prediction`) under the results.
+    charlib-saliency, charlib-teach, charlib-label, charlib-save, charlib-saved, charlib-counts)
+    for browser tests. Ticking "show why" adds the saliency maps of the top two guesses
+    (`explain.of_prediction`) under the results; the teach row saves a drawing with its right
+    character into `save_to` (default data/mine, see `mine`).
     """
 
     def __init__(
@@ -142,10 +145,12 @@ class DrawingPad:
         height: int = CANVAS_SIZE,
         pen: float = PEN,
         auto_predict: bool = False,
+        save_to=None,
     ):
         self.predictor, self.top_k = predictor, top_k
         self.recorder = StrokeRecorder(width, height, pen)
         self.prediction = None
+        self.teach = TeachRow(self, save_to)  # Save a wrong guess's drawing into data/mine
         self.widget = self._build(width, height, pen, auto_predict)
         self._connect()
         self.redraw()
@@ -190,6 +195,7 @@ class DrawingPad:
                 self.results,
                 self.why_box,
                 self.saliency,
+                self.teach.widget,
             ],
         )
         box = w.HBox([self.canvas, controls], layout=w.Layout(width="max-content"))
@@ -315,6 +321,14 @@ class DrawingPad:
         data = base64.b64encode(buffer.getvalue()).decode()
         self.saliency.value = f"<img src='data:image/png;base64,{data}' style='width:100%'>"
 
+    def use(self, predictor) -> None:
+        """Switch the pad to another model (a fine-tuned run): the drawing stays, the guesses
+        are asked again."""
+        self.predictor = predictor
+        self.teach.refresh()
+        if not self.recorder.drawing.empty:
+            self.predict()
+
     def clear(self) -> None:
         """Forget the strokes, blank the canvas and the results."""
         self.recorder.clear()
@@ -322,3 +336,68 @@ class DrawingPad:
         self.results.value = results_html(None)
         self.show_why()
         self.redraw()
+
+
+class TeachRow:
+    """Under the pad: the right character (typed, or picked from the run's classes), Save, and
+    how many drawings are saved per character (`mine.save`, `mine.counts`)."""
+
+    def __init__(self, pad: DrawingPad, save_to=None):
+        import ipywidgets as w
+
+        self.pad, self.dest = pad, save_to
+        self.label = w.Combobox(
+            placeholder="the right character", ensure_option=False, layout=w.Layout(width="150px")
+        )
+        self.save_button = w.Button(description="Save", icon="save")
+        self.message = w.HTML("")
+        self.counts = w.HTML("")
+        for widget, name in [
+            (self.label, "label"),
+            (self.save_button, "save"),
+            (self.message, "saved"),
+            (self.counts, "counts"),
+        ]:
+            widget.add_class(f"charlib-{name}")
+        head = w.HTML("<b>Wrong?</b> Type or pick the right character, then Save.")
+        self.widget = w.VBox(
+            [head, w.HBox([self.label, self.save_button]), self.message, self.counts]
+        )
+        self.widget.add_class("charlib-teach")
+        self.save_button.on_click(lambda _: self.save())
+        self.refresh()
+
+    @property
+    def folder(self):
+        return self.dest or mine.default_dir()
+
+    def refresh(self) -> None:
+        """The characters on offer (the pad's run's classes) and the counts saved so far."""
+        self.label.options = [code_to_char(c) for c in self.pad.predictor.classes]
+        found = mine.counts(self.folder)
+        self.counts.value = (
+            f"<span style='color:#666'>saved: {html.escape(mine.counts_line(found))}</span>"
+        )
+
+    def save(self):
+        """Save the pad's drawing as an example of the chosen character; returns the PNG's path,
+        or None with the reason shown (no character, not one of the run's, nothing drawn...)."""
+        pad = self.pad
+        guess = pad.prediction[0]["char"] if pad.prediction else None
+        run = getattr(getattr(pad.predictor, "run_dir", None), "name", None)
+        try:
+            path = mine.save(
+                pad.strokes, self.label.value, image=pad.predictor.prepare(pad.strokes),
+                dest=self.dest, classes=pad.predictor.classes, note={"guess": guess, "run": run},
+            )  # fmt: skip
+        except (ValueError, OSError) as e:
+            self.message.value = (
+                f"<span style='color:#b42318'>not saved: {html.escape(str(e), quote=False)}</span>"
+            )
+            return None
+        self.message.value = (
+            f"<span style='color:#1f6f3a'>saved as {path.parent.name}/{path.name}</span>"
+        )
+        self.label.value = ""
+        self.refresh()
+        return path

@@ -287,3 +287,53 @@ def test_serve_refuses_a_file_as_save_folder(tiny_run, tmp_path, capsys):
     assert cli.main(argv) == 1
     assert "is not writable" in capsys.readouterr().err
     assert (tmp_path / "m").read_text() == "not a folder"
+
+
+# The notebook's pad: the teach row --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_run):
+    from charlib.infer import Predictor
+
+    return Predictor.from_run(tiny_run, device="cpu")
+
+
+def test_pad_saves_a_corrected_drawing(predictor, tmp_path):
+    from charlib.canvas import DrawingPad
+
+    pad = DrawingPad(predictor, save_to=tmp_path / "mine")
+    row = pad.teach
+    assert "charlib-teach" in row.widget._dom_classes and "none saved yet" in row.counts.value
+    assert len(row.label.options) == len(predictor.classes) and "A" in row.label.options
+    assert row.save() is None and "nothing drawn" not in row.message.value  # no label first
+    assert "choose the right character" in row.message.value
+    row.label.value = "A"
+    assert row.save() is None and "nothing drawn" in row.message.value  # an empty pad
+    pad.draw(SCRIPTED["A"])
+    guess = pad.predict()[0]["char"]
+    row.label.value = "AB"
+    assert row.save() is None and "one character" in row.message.value
+    row.label.value = "é"
+    assert row.save() is None and "not one of the run's" in row.message.value
+    assert not (tmp_path / "mine").exists()  # nothing written by any refusal
+    row.label.value = "A"
+    path = row.save()
+    assert (
+        path == tmp_path / "mine" / "65" / "00001.png"
+        and "saved as 65/00001.png" in row.message.value
+    )
+    assert "A ×1" in row.counts.value and row.label.value == ""
+    record = json.loads(path.with_suffix(".json").read_text())
+    assert record["note"] == {"guess": guess, "run": "tiny"}
+    saved = np.asarray(Image.open(path))
+    assert np.array_equal(255 - saved, predictor.prepare(SCRIPTED["A"]))  # what the model saw
+    pad.use(predictor)  # switching runs keeps the drawing and asks again
+    assert pad.prediction is not None and not pad.strokes.empty
+
+
+def test_pad_default_folder_is_data_mine(predictor, isolated_dirs):
+    from charlib.canvas import DrawingPad
+
+    pad = DrawingPad(predictor)
+    assert pad.teach.folder == mine.default_dir() == isolated_dirs / "data" / "mine"
