@@ -74,6 +74,7 @@ def main() -> None:
             resume=False,
             seed=args.seed,
             time_budget=budget,
+            data_source=str(source),
             augmentation=json.loads(args.augmentation),
         )
         ckpt = load_checkpoint(run_dir / "best.pt")
