@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from captum.attr import IntegratedGradients
 
 from charlib import checkpoint
 from charlib.augment import model_input
@@ -95,8 +96,6 @@ def attribute(predictor, images, codes, *, against=None, steps: int = STEPS):
     is subtracted (the map of "code rather than that one"). Returns (maps float32 N×H×W, or
     H×W for one image; delta float32 N, the completeness error of each map).
     """
-    from captum.attr import IntegratedGradients  # Captum takes ~2 s to import: only when used
-
     if not isinstance(steps, int) or steps < 2:
         raise ValueError(f"steps must be an integer of at least 2, got {steps!r}")
     single = np.ndim(images) == 2
@@ -171,11 +170,30 @@ def saliency(predictor, x, *, top: int = 2, steps: int = STEPS) -> Explanation:
     return of_prediction(predictor, prediction, top=top, steps=steps)
 
 
+def gallery(explanations, rows) -> dict:
+    """`plots.saliency_figure`'s arguments for several Explanations, one row each with its
+    label from `rows`; blank drawings (nothing to explain) are left out."""
+    shown = [(e, row) for e, row in zip(explanations, rows, strict=True) if not e.blank]
+    if not shown:
+        return {
+            "image": np.zeros((0, 1, 1), np.uint8),
+            "maps": np.zeros((0, 0, 1, 1)),
+            "titles": [],
+        }
+    return {
+        "image": np.stack([e.image for e, _ in shown]),
+        "maps": np.stack([e.maps for e, _ in shown]),
+        "titles": [e.titles for e, _ in shown],
+        "rows": [row for _, row in shown],
+    }
+
+
 def mistakes(predictor, preds, *, n: int = 8, steps: int = STEPS) -> dict:
     """The `n` most confident mistakes of `evaluate.Predictions`, each with a map toward the
     predicted class and one toward the true class (rather than the predicted one).
 
-    Returns `plots.saliency_figure`'s arguments: image (N×H×W), maps (N×2×H×W), titles, rows.
+    Returns `plots.saliency_figure`'s arguments: image (N×H×W), maps (N×2×H×W), titles, rows
+    (no titles or rows when there is no mistake).
     """
     if preds.images is None:
         raise ValueError("these predictions carry no images; use evaluate.predict_split")
@@ -183,6 +201,9 @@ def mistakes(predictor, preds, *, n: int = 8, steps: int = STEPS) -> dict:
         raise ValueError("the predictions and the predictor have different classes (runs?)")
     wrong = np.flatnonzero(preds.predicted != preds.labels)
     wrong = wrong[np.argsort(-preds.confidence[wrong], kind="stable")][:n]
+    if not len(wrong):
+        size = preds.images.shape[-1]
+        return {"image": np.zeros((0, size, size), np.uint8), "maps": np.zeros((0, 2, size, size))}
     guess = [preds.classes[k] for k in preds.predicted[wrong]]
     true = [preds.classes[k] for k in preds.labels[wrong]]
     images = preds.images[wrong]

@@ -416,20 +416,22 @@ def saliency_overlay(image: np.ndarray, attribution: np.ndarray, *, smooth: floa
     return (1 - strength) * grey + strength * colour
 
 
-def saliency_figure(image, maps, titles, *, rows=None, title: str | None = None) -> Figure:
+def saliency_figure(image, maps, titles=(), *, rows=None, title: str | None = None) -> Figure:
     """The image the model saw, then one panel per map: the image in grey under the map.
 
-    One image (H×W) with maps K×H×W and K titles, or a gallery: N×H×W, N×K×H×W, N lists of K
-    titles and `rows` (a label per image). No maps (a blank drawing): 'nothing drawn'.
+    One image (H×W) with maps K×H×W, K titles and `rows` its label, or a gallery: N×H×W,
+    N×K×H×W, N lists of K titles and `rows` a label per image (default 'model input').
+    No maps (a blank drawing): 'nothing drawn'.
     """
     if image is None:  # a blank drawing: the model saw nothing
         return _no_mistakes("nothing drawn")
     images, maps = np.asarray(image), np.asarray(maps)
     if images.ndim == 2:
-        images, maps, titles = images[None], maps[None], [list(titles)]
-        rows = [None] if rows is None else rows
-    if not len(images) or not maps.shape[1]:
-        return _no_mistakes("nothing drawn" if len(images) <= 1 else "no maps to show")
+        images, maps, titles, rows = images[None], maps[None], [list(titles)], [rows]
+    if not len(images):
+        return _no_mistakes("no images to explain")
+    if not maps.shape[1]:
+        return _no_mistakes("nothing drawn")
     n, k = maps.shape[:2]
     fig = Figure(figsize=(1.75 * (k + 1), 1.85 * n + 0.6), layout="constrained")
     axes = fig.subplots(n, k + 1, squeeze=False)

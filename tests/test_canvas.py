@@ -173,8 +173,9 @@ def test_notebook_05_headless(smoke_reports):
     assert "INTERACTIVE=False" in text and "status: nothing drawn" in text
     # four photos of characters on paper, each read by the same predictor
     assert all(f"photo {i}/4: " in text for i in range(1, 5))
-    # scripted 'A' and '7' (SMOKE), the empty pad and the four photos, each a static PNG figure
-    assert figures(outs) == 7
+    # scripted 'A' and '7' (SMOKE), the empty pad and the four photos, each a static PNG figure,
+    # then "why it answered": saliency maps of the drawings and of the photos
+    assert figures(outs) == 9 and "ms a drawing on " in text
     assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outs)
     report = result.html.read_text()
-    assert report.count('<img alt="') == 7 and html.escape("scripted") in report
+    assert report.count('<img alt="') == 9 and html.escape("scripted") in report

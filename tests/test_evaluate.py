@@ -189,8 +189,9 @@ def test_notebook_04_smoke(smoke_reports):
     assert result.ok
     outs = outputs(result.executed)
     assert not errors(outs)
-    # class accuracy, confusion matrix, confused pairs, misclassified gallery, reliability
-    assert figures(outs) == 5
+    # class accuracy, confusion matrix, confused pairs, misclassified gallery and its saliency
+    # maps (why the most confident mistakes), reliability
+    assert figures(outs) == 6
     text = text_of(outs)
     assert "test accuracy" in text and "top-5" in text and "macro F1" in text
     assert "380 test images of synth-small" in text and "smoke" in text

@@ -155,6 +155,18 @@ def test_figure_and_overlay(why_a):
     assert np.allclose(rgb[4, 4], 0)  # no ink, no attribution: black
 
 
+def test_gallery_of_explanations_leaves_blanks_out(predictor, why_a):
+    blank = explain.saliency(predictor, Strokes())
+    shown = explain.gallery([why_a, blank, why_a], ["a", "blank", "again"])
+    assert shown["image"].shape == (2, predictor.size, predictor.size)
+    assert shown["maps"].shape == (2, 2, predictor.size, predictor.size)
+    assert shown["rows"] == ["a", "again"] and shown["titles"][0] == why_a.titles
+    fig = saliency_figure(**shown)
+    assert len(fig.axes) == 6 and fig.axes[3].get_title() == "again"
+    nothing = saliency_figure(**explain.gallery([blank], ["blank"]))
+    assert "no images to explain" in nothing.axes[0].texts[0].get_text()
+
+
 def test_mistakes_gallery(tiny_run, predictor):
     preds = evaluate.predict_split(tiny_run, "validation", device="cpu", per_class=1)
     assert (preds.predicted != preds.labels).sum() >= 3  # a 1-epoch model: mistakes to show
