@@ -125,6 +125,20 @@ def counts(dest=None) -> dict[int, int]:
     return {c: n for c, n in sorted(found.items()) if n}
 
 
+def drawings(dest=None) -> list[tuple[Strokes, int]]:
+    """Every saved drawing's strokes and class code, read back from its JSON (files that are
+    not a saved drawing are left out)."""
+    root = Path(dest or default_dir())
+    out = []
+    for path in sorted(root.glob(f"*/*{STROKES_SUFFIX}")) if root.is_dir() else []:
+        try:
+            record = json.loads(path.read_text())
+            out.append((Strokes.from_dict(record["drawing"]), int(record["code"])))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
 def counts_line(found: dict[int, int]) -> str:
     """'A ×3, b ×5 (8 examples)' or 'none saved yet'."""
     if not found:

@@ -176,6 +176,9 @@ def test_notebook_05_headless(smoke_reports):
     # scripted 'A' and '7' (SMOKE), the empty pad and the four photos, each a static PNG figure,
     # then "why it answered": saliency maps of the drawings and of the photos
     assert figures(outs) == 9 and "ms a drawing on " in text
+    # teach it: six script-hand drawings saved, a fine-tuned copy, both scored on them
+    assert "saved in " in text and "7 ×3, A ×3 (6 examples)" in text
+    assert "before: " in text and "after: " in text and "of your saved drawings read right" in text
     assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outs)
     report = result.html.read_text()
     assert report.count('<img alt="') == 9 and html.escape("scripted") in report

@@ -337,3 +337,14 @@ def test_pad_default_folder_is_data_mine(predictor, isolated_dirs):
 
     pad = DrawingPad(predictor)
     assert pad.teach.folder == mine.default_dir() == isolated_dirs / "data" / "mine"
+
+
+def test_saved_drawings_read_back(tmp_path):
+    save_examples(tmp_path, "A7", 2)
+    (tmp_path / "65" / "notes.json").write_text("not a drawing")  # the user's own file: skipped
+    back = mine.drawings(tmp_path)
+    assert [code for _, code in back] == [55, 55, 65, 65]
+    first, expected = back[0][0], script("7", 0)
+    assert len(first.strokes) == len(expected.strokes)
+    for got, want in zip(first.strokes, expected.strokes, strict=True):
+        assert np.allclose(got, want, atol=0.01)  # kept to 0.01 px
