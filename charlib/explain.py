@@ -68,7 +68,8 @@ class Explanation:
 def title(code: int, against: int | None, confidence: float | None = None) -> str:
     """A map's title: 'A 91% — why A', or 'H 5% — what would make it H' (against the top)."""
     char = code_to_char(code)
-    head = char if confidence is None else f"{char} {100 * confidence:.0f}%"
+    share = None if confidence is None else f"{100 * confidence:.0f}%"
+    head = char if share is None else f"{char} {'<1%' if share == '0%' else share}"
     return f"{head} — {'why' if against is None else 'what would make it'} {char}"
 
 
