@@ -35,6 +35,56 @@ FONTS = (
 SCRIPT_FONTS = ("scripts", "scriptc", "cursive")
 CAP = 21.0  # font units from cap line to base line: the unit deformations are measured in
 STEP = 0.02  # resampling step along a stroke, in caps
+ALTERNATE = 0.5  # chance a character with hand-written forms (`ALTERNATES`) takes one of them
+
+
+def _arc(cx, cy, rx, ry, start, end, n=24) -> list[tuple[float, float]]:
+    """Points on an ellipse from angle `start` to `end` (degrees, 0 = right, 90 = down)."""
+    t = np.deg2rad(np.linspace(start, end, n))
+    return [(cx + rx * np.cos(a), cy + ry * np.sin(a)) for a in t]
+
+
+# How hands write some characters where type does not (cap height 1, y down, top at 0): the
+# forms EMNIST's writers used and the fonts lack. Each is a list of strokes.
+ALTERNATES = {
+    "1": [
+        [[(0, 0), (0, 1)]],  # a plain stroke
+        [[(-0.22, 0.2), (0, 0), (0, 1)]],  # with a flag
+        [[(-0.22, 0.2), (0, 0), (0, 1)], [(-0.2, 1), (0.2, 1)]],  # flag and foot
+    ],
+    "4": [
+        [[(-0.02, 0), (-0.32, 0.62), (0.3, 0.62)], [(0.14, 0.25), (0.14, 1)]],  # open top
+        [[(-0.25, 0), (-0.3, 0.55), (0.25, 0.55)], [(0.2, 0.02), (0.2, 1)]],  # two strokes
+    ],
+    "9": [
+        [_arc(0, 0.28, 0.27, 0.27, 0, 360) + [(0.27, 0.3), (0.22, 1)]],  # loop, straight stem
+        [_arc(0, 0.28, 0.27, 0.27, -10, 350), [(0.27, 0.1), (0.27, 1)]],  # two strokes
+    ],
+    "7": [
+        [[(-0.3, 0), (0.32, 0), (-0.05, 1)], [(-0.15, 0.52), (0.22, 0.52)]],  # crossed
+        [[(-0.3, 0.08), (-0.3, 0), (0.32, 0), (0.0, 1)]],  # with a hook
+    ],
+    "6": [
+        [
+            [
+                (0.22, 0.02),
+                *_arc(0.05, 0.7, 0.3, 0.68, 265, 180),
+                *_arc(0.02, 0.72, 0.26, 0.27, 180, 540),
+            ]
+        ],
+    ],
+    "5": [  # the bar last, as a separate stroke
+        [
+            [(-0.2, 0.02), (-0.24, 0.42), *_arc(0, 0.68, 0.28, 0.3, -130, 150)],
+            [(-0.2, 0), (0.25, 0)],
+        ],
+    ],
+    "0": [[_arc(0, 0.5, 0.28, 0.5, -90, 280)]],  # a narrow oval, started at the top
+    "I": [[[(0, 0), (0, 1)]]],  # a plain stroke
+    "2": [
+        [_arc(0, 0.27, 0.27, 0.25, 200, 360) + [(0.25, 0.4), (-0.28, 1), (0.3, 1)]],
+    ],
+}
 
 
 @lru_cache(maxsize=16)
@@ -57,7 +107,11 @@ def glyphs(font: str) -> dict[int, tuple[np.ndarray, ...]]:
 def drawing(code: int, rng: np.random.Generator, fonts=FONTS) -> list[np.ndarray]:
     """One hand-drawn version of character `code`: its strokes as (x, y) arrays in caps, y down."""
     font = fonts[rng.integers(len(fonts))]
-    strokes = [s / CAP for s in glyphs(font)[code]]
+    forms = ALTERNATES.get(chr(code)) if fonts == FONTS else None
+    if forms and rng.random() < ALTERNATE:
+        strokes = [np.asarray(s, np.float64) for s in forms[rng.integers(len(forms))]]
+    else:
+        strokes = [s / CAP for s in glyphs(font)[code]]
     strokes = [_resample(s) for s in strokes]
     strokes = _warp(strokes, rng)
     return [_hand(s, rng) for s in strokes]

@@ -137,3 +137,20 @@ def test_as_strokes_makes_a_pad_drawing():
     pts = np.concatenate([np.asarray(s) for s in drawing.strokes])
     assert pts.min() >= 0 and pts.max() <= 280
     assert rasterize(drawing).max() == 255
+
+
+def test_hand_written_forms_replace_some_font_glyphs(monkeypatch):
+    """Characters hands write unlike type ('1' as a plain stroke, an open '4', a '9' with a
+    straight stem...) take those forms; the held-out script hand never does."""
+    from charlib import handwriting
+
+    assert set(handwriting.ALTERNATES) <= {chr(c) for c in range(33, 127)}
+    monkeypatch.setattr(handwriting, "ALTERNATE", 1.0)
+    rng = np.random.default_rng(0)
+    ones = [handwriting.drawing(ord("1"), rng) for _ in range(12)]
+    assert {len(d) for d in ones} == {1, 2}  # plain or flagged (one stroke), or with a foot
+    plain = min(ones, key=lambda d: np.ptp(d[0][:, 0]))
+    assert np.ptp(plain[0][:, 0]) < 0.5 * np.ptp(plain[0][:, 1])  # upright: taller than wide
+    glyph = handwriting.glyphs("scripts")[ord("1")]
+    script = handwriting.drawing(ord("1"), np.random.default_rng(0), ("scripts",))
+    assert len(script) == len(glyph)  # the script font's own strokes, not an alternate
