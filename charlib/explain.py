@@ -110,6 +110,8 @@ def attribute(predictor, images, codes, *, against=None, steps: int = STEPS):
     if not len(codes) == len(against) == len(stack):
         raise ValueError(f"give one code (and one against) per image: {len(stack)} images")
     weights = _contrasts(predictor.classes, codes, against).to(predictor.device)
+    if not len(stack):
+        return np.zeros(stack.shape, np.float32), np.zeros(0, np.float32)
     models, params = torch_models(predictor), predictor.params
 
     def score(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -120,6 +120,8 @@ def test_blank_drawing_and_bad_arguments(predictor):
         explain.attribute(predictor, black.astype(float), predictor.classes[0])
     with pytest.raises(ValueError, match="steps"):
         explain.attribute(predictor, black, predictor.classes[0], steps=1)
+    maps, delta = explain.attribute(predictor, np.zeros((0, 28, 28), np.uint8), [])
+    assert maps.shape == (0, 28, 28) and delta.shape == (0,)
     with pytest.raises(ValueError, match="one code"):
         explain.attribute(predictor, np.stack([black, black]), [predictor.classes[0]])
 
