@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from charlib import synth
+from charlib import handwriting, synth
 from charlib.checkpoint import load as load_checkpoint
 from charlib.checkpoint import model_from_checkpoint
 from charlib.data import load_dataset
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--time-budget", default="auto", help="seconds, 'auto' (CPU) or 'none'")
     parser.add_argument("--hand", type=float, default=None, help="pen-stroke share of the data")
     parser.add_argument("--data-seed", type=int, default=0)
+    parser.add_argument("--digits", type=float, default=None, help="digit weight in training")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--tag", default="", help="suffix of the result file")
     args = parser.parse_args()
@@ -57,11 +58,15 @@ def main() -> None:
     emnist = load_dataset(args.emnist, progress=False)
     with tempfile.TemporaryDirectory() as tmp:
         source, hand = args.preset, synth.HAND
-        if args.hand is not None or args.data_seed:
+        digits = synth.DIGITS if args.digits is None else args.digits
+        if args.hand is not None or args.data_seed or args.digits is not None:
             hand = synth.HAND if args.hand is None else args.hand
             source = Path(tmp) / "data"
             counts = synth.PRESETS[args.preset]
-            synth.generate(source, counts=counts, seed=args.data_seed, hand=hand, progress=False)
+            synth.generate(
+                source, counts=counts, seed=args.data_seed, hand=hand, digits=digits,
+                progress=False,
+            )  # fmt: skip
         data = load_dataset(source, progress=False)
         run_dir = Path(args.keep or Path(tmp) / "run")
         summary = fit(
@@ -92,7 +97,14 @@ def main() -> None:
         "benchmark": "transfer",
         "device": env.get("gpu", f"CPU ({os.cpu_count()} cores, {platform.machine()})"),
         "trained_on": f"{args.preset}: {len(data.train):,} images, {len(classes)} classes",
-        "data": {"hand": hand, "data_seed": args.data_seed, "synth_version": synth.VERSION},
+        "data": {
+            "hand": hand,
+            "digits": digits,
+            "data_seed": args.data_seed,
+            "synth_version": synth.VERSION,
+            "alternates": sorted(handwriting.ALTERNATES),
+            "alternate": handwriting.ALTERNATE,
+        },  # fmt: skip
         "seed": args.seed,
         "time_budget": ckpt["params"].get("time_budget"),
         "tested_on": f"{args.emnist} test: {len(truth):,} images, {len(emnist.classes)} classes",

@@ -36,6 +36,7 @@ SCRIPT_FONTS = ("scripts", "scriptc", "cursive")
 CAP = 21.0  # font units from cap line to base line: the unit deformations are measured in
 STEP = 0.02  # resampling step along a stroke, in caps
 ALTERNATE = 0.5  # chance a character with hand-written forms (`ALTERNATES`) takes one of them
+ALTERNATE_CHANCE = {"1": 0.8}  # ... or this chance: a typeset '1' is rare in handwriting
 
 
 def _arc(cx, cy, rx, ry, start, end, n=24) -> list[tuple[float, float]]:
@@ -48,7 +49,8 @@ def _arc(cx, cy, rx, ry, start, end, n=24) -> list[tuple[float, float]]:
 # forms EMNIST's writers used and the fonts lack. Each is a list of strokes.
 ALTERNATES = {
     "1": [
-        [[(0, 0), (0, 1)]],  # a plain stroke
+        [[(0, 0), (0, 1)]],  # a plain stroke: how most hands write it (twice as likely)
+        [[(0, 0), (0, 1)]],
         [[(-0.22, 0.2), (0, 0), (0, 1)]],  # with a flag
         [[(-0.22, 0.2), (0, 0), (0, 1)], [(-0.2, 1), (0.2, 1)]],  # flag and foot
     ],
@@ -72,6 +74,8 @@ ALTERNATES = {
                 *_arc(0.02, 0.72, 0.26, 0.27, 180, 540),
             ]
         ],
+        # a nearly straight stem into a small loop at the foot
+        [[(0.18, 0), (0.0, 0.3), (-0.2, 0.72), *_arc(0.0, 0.77, 0.2, 0.22, 180, 530)]],
     ],
     "5": [  # the bar last, as a separate stroke
         [
@@ -80,9 +84,15 @@ ALTERNATES = {
         ],
     ],
     "0": [[_arc(0, 0.5, 0.28, 0.5, -90, 280)]],  # a narrow oval, started at the top
-    "I": [[[(0, 0), (0, 1)]]],  # a plain stroke
     "2": [
         [_arc(0, 0.27, 0.27, 0.25, 200, 360) + [(0.25, 0.4), (-0.28, 1), (0.3, 1)]],
+        # curled foot: a small loop where the diagonal meets the base
+        [
+            _arc(0, 0.27, 0.27, 0.25, 200, 360)
+            + [(0.2, 0.45), (-0.22, 0.92)]
+            + _arc(-0.16, 0.9, 0.08, 0.08, 180, 450)
+            + [(0.3, 0.97)]
+        ],
     ],
 }
 
@@ -108,7 +118,7 @@ def drawing(code: int, rng: np.random.Generator, fonts=FONTS) -> list[np.ndarray
     """One hand-drawn version of character `code`: its strokes as (x, y) arrays in caps, y down."""
     font = fonts[rng.integers(len(fonts))]
     forms = ALTERNATES.get(chr(code)) if fonts == FONTS else None
-    if forms and rng.random() < ALTERNATE:
+    if forms and rng.random() < ALTERNATE_CHANCE.get(chr(code), ALTERNATE):
         strokes = [np.asarray(s, np.float64) for s in forms[rng.integers(len(forms))]]
     else:
         strokes = [s / CAP for s in glyphs(font)[code]]

@@ -33,6 +33,7 @@ CODES = (*range(33, 127), UNKNOWN)
 SIZE = IMAGE_SIZE  # px, EMNIST's size: the real handwriting we aim to recognise
 CANVAS = 96  # px, working resolution before the glyph is framed and shrunk
 HAND = 0.6  # share of samples drawn from Hershey pen strokes (`handwriting`), the rest from fonts
+DIGITS = 1.0  # training images of each digit, relative to other characters
 MONOLINE = 0.7  # share of font glyphs redrawn with a round pen along their centre line
 # Images per class and split; 'synth' is the default of `make run`, 'synth-small' for smoke runs.
 PRESETS = {
@@ -263,18 +264,29 @@ def generate(
     counts: dict[str, int],
     seed: int = 0,
     hand: float = HAND,
+    digits: float = DIGITS,
     workers: int | None = None,
     progress: bool = True,
 ) -> Path:
     """Write dest/{train,validation,test}.zip and dest/synth.json; returns dest. `hand` is the
-    share of samples drawn from pen strokes (the rest from outline fonts)."""
+    share of samples drawn from pen strokes (the rest from outline fonts); the training split
+    holds `digits` times as many images of each digit as of other characters."""
     if not 0 <= hand <= 1:
         raise ValueError(f"hand must be a share between 0 and 1, got {hand!r}")
+    if not 0 < digits <= 10:
+        raise ValueError(f"digits must be a weight above 0 and at most 10, got {digits!r}")
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     font_files = fonts()
     tasks = [
-        (seed, i, code, counts[split], font_files, hand)
+        (
+            seed,
+            i,
+            code,
+            _count(counts[split], code, digits if split == "train" else 1),
+            font_files,
+            hand,
+        )
         for i, split in enumerate(SPLITS)
         for code in CODES
     ]
@@ -285,7 +297,7 @@ def generate(
         for split in SPLITS:
             _write_zip(dest / f"{split}.zip", ((code, next(results), done) for code in CODES))
     done.close()
-    manifest = _manifest(counts, seed, font_files, hand)
+    manifest = _manifest(counts, seed, font_files, hand, digits)
     write_json(dest / "synth.json", manifest)
     return dest
 
@@ -303,7 +315,12 @@ def _write_zip(path: Path, classes) -> None:
     atomic_write(path, write)
 
 
-def _manifest(counts: dict[str, int], seed: int, font_files: tuple[str, ...], hand: float) -> dict:
+def _count(count: int, code: int, digits: float) -> int:
+    """Images of class `code` in a split of `count` per class, digits weighted by `digits`."""
+    return round(count * digits) if 48 <= code <= 57 else count
+
+
+def _manifest(counts: dict, seed: int, font_files: tuple, hand: float, digits: float) -> dict:
     return {
         "version": VERSION,
         "seed": seed,
@@ -312,6 +329,7 @@ def _manifest(counts: dict[str, int], seed: int, font_files: tuple[str, ...], ha
         "codes": list(CODES),
         "fonts": [Path(f).name for f in font_files],
         "hand": hand,
+        "digits": digits,
         "hershey_fonts": list(handwriting.FONTS),
     }
 
@@ -326,7 +344,7 @@ def ensure(preset: str = "synth", *, seed: int = 0, progress: bool = True) -> Pa
         found = json.loads((dest / "synth.json").read_text())
     except (OSError, ValueError):
         found = None
-    wanted = _manifest(counts, seed, fonts(), HAND)
+    wanted = _manifest(counts, seed, fonts(), HAND, DIGITS)
     zips_there = all((dest / f"{s}.zip").is_file() for s in SPLITS)
     if found != wanted or not zips_there:
         generate(dest, counts=counts, seed=seed, progress=progress)

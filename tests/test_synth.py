@@ -146,6 +146,7 @@ def test_hand_written_forms_replace_some_font_glyphs(monkeypatch):
 
     assert set(handwriting.ALTERNATES) <= {chr(c) for c in range(33, 127)}
     monkeypatch.setattr(handwriting, "ALTERNATE", 1.0)
+    monkeypatch.setattr(handwriting, "ALTERNATE_CHANCE", {})
     rng = np.random.default_rng(0)
     ones = [handwriting.drawing(ord("1"), rng) for _ in range(12)]
     assert {len(d) for d in ones} == {1, 2}  # plain or flagged (one stroke), or with a foot
@@ -154,3 +155,16 @@ def test_hand_written_forms_replace_some_font_glyphs(monkeypatch):
     glyph = handwriting.glyphs("scripts")[ord("1")]
     script = handwriting.drawing(ord("1"), np.random.default_rng(0), ("scripts",))
     assert len(script) == len(glyph)  # the script font's own strokes, not an alternate
+
+
+def test_digit_weight_doubles_training_digits_only(tmp_path):
+    import json
+
+    root = synth.generate(tmp_path / "d", counts=TINY, seed=0, digits=2, progress=False)
+    ds = load_dataset(root, progress=False)
+    counts = dict(zip(ds.classes, ds.train.counts(), strict=True))
+    assert counts[ord("5")] == 6 and counts[ord("A")] == 3  # train: digits twice
+    assert set(ds.validation.counts()) == {1}  # validation and test stay balanced
+    assert json.loads((root / "synth.json").read_text())["digits"] == 2
+    with pytest.raises(ValueError, match="digits must be a weight"):
+        synth.generate(tmp_path / "bad", counts=TINY, digits=0, progress=False)
