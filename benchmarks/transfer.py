@@ -29,8 +29,10 @@ from charlib.checkpoint import load as load_checkpoint
 from charlib.checkpoint import model_from_checkpoint
 from charlib.data import load_dataset
 from charlib.env import device_name, environment
+from charlib.files import read_json
 from charlib.model import predict_logits
-from charlib.train import fit
+from charlib.paths import resolve_run
+from charlib.train import fit, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,11 +53,24 @@ def main() -> None:
     parser.add_argument("--digits", type=float, default=None, help="digit weight in training")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--tag", default="", help="suffix of the result file")
+    parser.add_argument("--run", default=None, help="score this trained run instead of training")
     args = parser.parse_args()
     device = device_name(args.device)
     budget = None if args.time_budget == "none" or args.epochs else args.time_budget
     budget = float(budget) if budget not in (None, "auto") else budget
     emnist = load_dataset(args.emnist, progress=False)
+    if args.run:  # a run already trained on the built-in data, e.g. `make run`'s runs/default
+        run_dir = resolve_run(args.run)
+        ckpt = load_checkpoint(run_dir / "best.pt")
+        summary = summarize(read_json(run_dir / "history.json", []), ckpt["params"], run_dir)
+        made = {"hand": synth.HAND, "digits": synth.DIGITS, "source": ckpt["params"]["data"]}
+    else:
+        ckpt, summary, made = train(args, device, budget)
+    report(args, device, ckpt, summary, emnist, made)
+
+
+def train(args, device: str, budget):
+    """Generate the data variant asked for (or take the preset) and train on it."""
     with tempfile.TemporaryDirectory() as tmp:
         source, hand = args.preset, synth.HAND
         digits = synth.DIGITS if args.digits is None else args.digits
@@ -83,6 +98,11 @@ def main() -> None:
             augmentation=json.loads(args.augmentation),
         )
         ckpt = load_checkpoint(run_dir / "best.pt")
+    return ckpt, summary, {"hand": hand, "digits": digits, "source": str(source)}
+
+
+def report(args, device, ckpt, summary, emnist, made: dict) -> None:
+    """Score the run on the EMNIST test split; print and write the result file."""
     net = model_from_checkpoint(ckpt, device)
     logits = predict_logits(net, emnist.test.images, ckpt["params"], torch.device(device))
     classes = np.asarray(ckpt["classes"])
@@ -96,10 +116,11 @@ def main() -> None:
     result = {
         "benchmark": "transfer",
         "device": env.get("gpu", f"CPU ({os.cpu_count()} cores, {platform.machine()})"),
-        "trained_on": f"{args.preset}: {len(data.train):,} images, {len(classes)} classes",
+        "trained_on": f"{made['source']}: {ckpt['params']['train_images']:,} images, "
+        f"{len(classes)} classes",
+        "run": args.run or args.keep,
         "data": {
-            "hand": hand,
-            "digits": digits,
+            **made,
             "data_seed": args.data_seed,
             "synth_version": synth.VERSION,
             "alternates": sorted(handwriting.ALTERNATES),
