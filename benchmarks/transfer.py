@@ -63,7 +63,11 @@ def main() -> None:
         run_dir = resolve_run(args.run)
         ckpt = load_checkpoint(run_dir / "best.pt")
         summary = summarize(read_json(run_dir / "history.json", []), ckpt["params"], run_dir)
-        made = {"hand": synth.HAND, "digits": synth.DIGITS, "source": ckpt["params"]["data"]}
+        made = {  # as the run's data was made: the defaults, unless said otherwise
+            "hand": synth.HAND if args.hand is None else args.hand,
+            "digits": synth.DIGITS if args.digits is None else args.digits,
+            "source": ckpt["params"]["data"],
+        }
     else:
         ckpt, summary, made = train(args, device, budget)
     report(args, device, ckpt, summary, emnist, made)
