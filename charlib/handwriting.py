@@ -36,7 +36,7 @@ SCRIPT_FONTS = ("scripts", "scriptc", "cursive")
 CAP = 21.0  # font units from cap line to base line: the unit deformations are measured in
 STEP = 0.02  # resampling step along a stroke, in caps
 ALTERNATE = 0.5  # chance a character with hand-written forms (`ALTERNATES`) takes one of them
-ALTERNATE_CHANCE = {"1": 0.8}  # ... or this chance: a typeset '1' is rare in handwriting
+ALTERNATE_CHANCE = {"1": 0.9}  # ... or this chance: a typeset '1' is rare in handwriting
 
 
 def _arc(cx, cy, rx, ry, start, end, n=24) -> list[tuple[float, float]]:
@@ -49,7 +49,8 @@ def _arc(cx, cy, rx, ry, start, end, n=24) -> list[tuple[float, float]]:
 # forms EMNIST's writers used and the fonts lack. Each is a list of strokes.
 ALTERNATES = {
     "1": [
-        [[(0, 0), (0, 1)]],  # a plain stroke: how most hands write it (twice as likely)
+        [[(0, 0), (0, 1)]],  # a plain stroke: how most hands write it (three times as likely)
+        [[(0, 0), (0, 1)]],
         [[(0, 0), (0, 1)]],
         [[(-0.22, 0.2), (0, 0), (0, 1)]],  # with a flag
         [[(-0.22, 0.2), (0, 0), (0, 1)], [(-0.2, 1), (0.2, 1)]],  # flag and foot
