@@ -251,9 +251,11 @@ def _serve_parser(sub) -> None:
     )
     serve.add_argument(
         "--save-to",
+        nargs="?",
+        const="",
         default=None,
-        help="let the page save corrected drawings into this folder (e.g. data/mine); off by "
-        "default",
+        metavar="FOLDER",
+        help="let the page save corrected drawings into FOLDER (alone: data/mine); off by default",
     )
 
 
@@ -598,9 +600,12 @@ def _serve(args) -> None:
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be from 0 to 65535, got {args.port}")
-    serve.serve(
-        args.run, host=args.host, port=args.port, backend=args.backend, save_to=args.save_to
-    )
+    save_to = args.save_to
+    if save_to == "":  # --save-to alone: the project's data/mine
+        from charlib import mine
+
+        save_to = mine.default_dir()
+    serve.serve(args.run, host=args.host, port=args.port, backend=args.backend, save_to=save_to)
 
 
 def _export(args) -> None:

@@ -51,6 +51,7 @@ def served(tmp_path_factory, tiny_run):
     (runs / chosen.name).symlink_to(chosen.resolve())
     shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
     env = {"CHARLIB_RUNS_DIR": str(runs), "JUPYTER_RUNTIME_DIR": str(base / "runtime")}
+    env["CHARLIB_DATA_DIR"] = str(base / "data")  # where a pad's saved drawings would go
     return base, root, env
 
 
@@ -246,9 +247,10 @@ SERVED_SHOT = ROOT / "docs" / "served_pad.png"
 
 
 @pytest.fixture(scope="module")
-def saved_to(tmp_path_factory) -> Path:
-    """Where the served page saves corrected drawings (`--save-to`): a temporary folder."""
-    return tmp_path_factory.mktemp("teach") / "mine"
+def saved_to(served) -> Path:
+    """Where the served page saves corrected drawings with `--save-to` alone: data/mine of the
+    server's project (CHARLIB_DATA_DIR, a temporary folder here)."""
+    return Path(served[2]["CHARLIB_DATA_DIR"]) / "mine"
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +261,7 @@ def charlib_server(served, saved_to, tmp_path_factory):
     port = free_port()
     run = next((base / "runs").iterdir())
     cmd = [sys.executable, "-m", "charlib", "serve", "--run", str(run), "--port", str(port)]
-    cmd += ["--save-to", str(saved_to)]
+    cmd += ["--save-to"]  # alone: data/mine (here `saved_to`)
     url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with server(cmd, url=f"{url}/health", env=env, log=log, timeout=120):

@@ -348,3 +348,12 @@ def test_saved_drawings_read_back(tmp_path):
     assert len(first.strokes) == len(expected.strokes)
     for got, want in zip(first.strokes, expected.strokes, strict=True):
         assert np.allclose(got, want, atol=0.01)  # kept to 0.01 px
+
+
+def test_serve_save_to_alone_means_data_mine(monkeypatch, isolated_dirs):
+    seen = {}
+    monkeypatch.setattr(serve, "serve", lambda run, **kw: seen.update(kw))
+    assert cli.main(["serve", "--save-to"]) == 0
+    assert seen["save_to"] == isolated_dirs / "data" / "mine"
+    assert cli.main(["serve", "--save-to", "elsewhere"]) == 0 and seen["save_to"] == "elsewhere"
+    assert cli.main(["serve"]) == 0 and seen["save_to"] is None  # off by default
