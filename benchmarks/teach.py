@@ -65,6 +65,9 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=5, help="saved drawings per character")
     parser.add_argument("--fresh", type=int, default=20, help="test drawings per character")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--replay", type=int, default=finetune.REPLAY, help="per class")
+    parser.add_argument("--repeat", type=int, default=finetune.REPEAT, help="per example")
+    parser.add_argument("--tag", default="", help="suffix of the result file")
     args = parser.parse_args()
     run_dir = resolve_run(args.run)
     params = json.loads((run_dir / "params.json").read_text())
@@ -79,7 +82,7 @@ def main() -> None:
         start = time.perf_counter()
         summary = finetune.finetune(
             run_dir, Path(tmp) / "mine", name=str(Path(tmp) / "tuned"), device="cpu",
-            seed=args.seed, progress=False,
+            seed=args.seed, replay=args.replay, repeat=args.repeat, progress=False,
         )  # fmt: skip
         seconds = time.perf_counter() - start
         after = scores(summary["run_dir"], fresh, fresh_codes, test)
@@ -96,8 +99,8 @@ def main() -> None:
         "original_test": f"{params['data']} test: {len(test):,} images",
         "finetune": {
             "epochs": finetune.EPOCHS,
-            "replay_per_class": finetune.REPLAY,
-            "repeat": finetune.REPEAT,
+            "replay_per_class": args.replay,
+            "repeat": args.repeat,
             "lr_share": finetune.LR_SHARE,
             "seconds": round(seconds, 1),
         },  # fmt: skip
@@ -109,7 +112,7 @@ def main() -> None:
         "test_drop_points": round(100 * (before["test_acc"] - after["test_acc"]), 2),
     }
     tag = "gpu" if device_name("auto").startswith("cuda") else "cpu"
-    path = ROOT / "benchmarks" / "results" / f"teach-{tag}.json"
+    path = ROOT / "benchmarks" / "results" / f"teach-{tag}{'-' + args.tag if args.tag else ''}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     print(f"-> {path.relative_to(ROOT)}")
