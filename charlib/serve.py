@@ -477,58 +477,48 @@ STROKES_SCHEMA = {
     "example": {"strokes": [[[140, 40], [80, 240]], [[140, 40], [200, 240]]]},
 }
 UPLOAD = {"type": "string", "format": "binary"}
-SAVE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["strokes", "label"],
-                    "properties": {
-                        **{
-                            k: STROKES_SCHEMA["properties"][k]
-                            for k in ("strokes", "width", "height")
-                        },
-                        "label": {"type": "string", "description": "the right character"},
-                        "guess": {"type": "string", "description": "what the model answered"},
-                    },
-                }
+
+
+def _body(content: dict) -> dict:
+    """An OpenAPI request body: required, with these media types."""
+    return {"requestBody": {"required": True, "content": content}}
+
+
+SAVE_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["strokes", "label"],
+    "properties": {
+        **{k: STROKES_SCHEMA["properties"][k] for k in ("strokes", "width", "height")},
+        "label": {"type": "string", "description": "the right character"},
+        "guess": {"type": "string", "description": "what the model answered"},
+    },
+}
+SAVE_BODY = _body({"application/json": {"schema": SAVE_SCHEMA}})
+SINGLE_BODY = _body(
+    {
+        "application/json": {"schema": STROKES_SCHEMA},
+        "multipart/form-data": {
+            "schema": {"type": "object", "properties": {"file": UPLOAD}, "required": ["file"]}
+        },
+        "image/png": {"schema": UPLOAD},
+        "image/jpeg": {"schema": UPLOAD},
+    }
+)
+BATCH_BODY = _body(
+    {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["drawings"],
+                "properties": {"drawings": {"type": "array", "maxItems": MAX_BATCH}},
             }
         },
-    }
-}
-SINGLE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": STROKES_SCHEMA},
-            "multipart/form-data": {
-                "schema": {"type": "object", "properties": {"file": UPLOAD}, "required": ["file"]}
-            },
-            "image/png": {"schema": UPLOAD},
-            "image/jpeg": {"schema": UPLOAD},
+        "multipart/form-data": {
+            "schema": {"type": "object", "properties": {"files": {"type": "array"}}}
         },
     }
-}
-BATCH_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["drawings"],
-                    "properties": {"drawings": {"type": "array", "maxItems": MAX_BATCH}},
-                }
-            },
-            "multipart/form-data": {
-                "schema": {"type": "object", "properties": {"files": {"type": "array"}}}
-            },
-        },
-    }
-}
+)
 QUERY = [
     {"name": "top_k", "in": "query", "schema": {"type": "integer", "default": 5, "minimum": 1}},
     {"name": "view", "in": "query", "schema": {"type": "boolean", "default": False}},
