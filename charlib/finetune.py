@@ -126,15 +126,7 @@ def check_examples(folder: Path, classes) -> dict[int, int]:
 
 def _your_examples(folder: Path, classes: tuple[int, ...], size: int) -> CharData:
     ds = load_dataset(folder, size=size, val_fraction=0, test_fraction=0, progress=False)
-    every = [ds[s] for s in ("train", "validation", "test") if len(ds[s])]
-    codes = np.concatenate([d.codes for d in every])
-    labels = np.searchsorted(np.asarray(classes), codes).astype(np.int64)
-    return CharData(
-        np.concatenate([d.images for d in every]),
-        labels,
-        classes,
-        np.concatenate([d.names for d in every]),
-    )
+    return _concat([_in_classes(ds[s], classes) for s in ("train", "validation", "test")])
 
 
 def _original(source, size: int):
@@ -152,12 +144,15 @@ def _original(source, size: int):
 
 
 def _replay(split: CharData, classes: tuple[int, ...], per_class: int, seed: int) -> CharData:
-    """`per_class` images of each of the run's classes from the original data."""
-    if tuple(split.classes) != classes:
-        split = split.take([c for c in classes if c in split.classes])
-        labels = np.searchsorted(np.asarray(classes), split.codes).astype(np.int64)
-        split = CharData(split.images, labels, classes, split.names)
-    return split.subset(per_class, seed)
+    """`per_class` images of each of the run's classes from the original data (none for 0)."""
+    split = _in_classes(split.take([c for c in classes if c in split.classes]), classes)
+    return split.subset(per_class, seed) if per_class else split.rows([])
+
+
+def _in_classes(part: CharData, classes: tuple[int, ...]) -> CharData:
+    """The same images labelled by their index in `classes` (the run's, a superset of theirs)."""
+    labels = np.searchsorted(np.asarray(classes), part.codes).astype(np.int64)
+    return CharData(part.images, labels, classes, part.names)
 
 
 def _concat(parts: list[CharData]) -> CharData:

@@ -357,3 +357,14 @@ def test_serve_save_to_alone_means_data_mine(monkeypatch, isolated_dirs):
     assert seen["save_to"] == isolated_dirs / "data" / "mine"
     assert cli.main(["serve", "--save-to", "elsewhere"]) == 0 and seen["save_to"] == "elsewhere"
     assert cli.main(["serve"]) == 0 and seen["save_to"] is None  # off by default
+
+
+def test_replay_zero_replays_nothing(tiny_run, tmp_path):
+    """replay=0 trains on your examples alone (not on the whole original training split)."""
+    save_examples(tmp_path / "mine", "A", 3)
+    summary = finetune.finetune(
+        tiny_run, tmp_path / "mine", name=str(tmp_path / "t"), epochs=1, replay=0,
+        device="cpu", progress=False,
+    )  # fmt: skip
+    params = checkpoint.load(summary["run_dir"] / "best.pt")["params"]
+    assert params["train_images"] == 3 * finetune.REPEAT
