@@ -384,6 +384,16 @@ def _data_parser(sub) -> None:
     alpha.add_argument(
         "--endpoint", default=None, help="Hugging Face endpoint (default $HF_ENDPOINT)"
     )
+    emnist = what.add_parser(
+        "emnist", help="download EMNIST ByClass from NIST into data/emnist (AlphaNum layout)"
+    )
+    emnist.add_argument("--dest", default=None)
+    emnist.add_argument(
+        "--url", default=None, help="archive URL (default $CHARLIB_EMNIST_URL, else NIST's)"
+    )
+    emnist.add_argument(
+        "--keep-archive", action="store_true", help="keep NIST's gzip.zip after converting it"
+    )
     synth = what.add_parser("synth", help="generate the built-in synthetic dataset")
     synth.add_argument("--preset", default="synth", choices=["synth", "synth-small"])
     synth.add_argument("--seed", type=int, default=0)
@@ -539,6 +549,11 @@ def _data(args) -> None:
         from charlib.download import download_alphanum
 
         print(f"AlphaNum is in {download_alphanum(args.dest, endpoint=args.endpoint)}")
+    elif args.what == "emnist":
+        from charlib import emnist
+
+        dest = emnist.ensure(args.dest, url=args.url, keep_archive=args.keep_archive)
+        print(f"EMNIST ByClass is in {dest}")
     elif args.what == "synth":
         from charlib import synth
 

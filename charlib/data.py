@@ -206,21 +206,23 @@ def smoke_source(source: str | os.PathLike, smoke: bool) -> str | os.PathLike:
 
 
 def _resolve(source: str | os.PathLike, *, progress: bool) -> Path:
-    from charlib import download, synth
+    from charlib import download, emnist, synth
 
     if str(source) in synth.PRESETS:
         return synth.ensure(str(source), progress=progress)
     if str(source) == download.ALPHANUM:
         return download.alphanum(progress=progress)
+    if str(source) == emnist.NAME:
+        return emnist.ensure(progress=progress)
     return Path(source).expanduser()
 
 
 def check_source(source: str | os.PathLike) -> None:
     """Refuse, before any work starts, a source that is neither a built-in name nor an existing
-    folder or zip; fetch AlphaNum on first use (offline: `DownloadError`, one line)."""
-    from charlib import download, synth
+    folder or zip; fetch AlphaNum or EMNIST on first use (offline: `DownloadError`, one line)."""
+    from charlib import download, emnist, synth
 
-    names = [*synth.PRESETS, download.ALPHANUM]
+    names = [*synth.PRESETS, download.ALPHANUM, emnist.NAME]
     if str(source) in names:
         _resolve(source, progress=True)
     elif not Path(source).expanduser().exists():

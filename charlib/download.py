@@ -1,4 +1,5 @@
-"""Download the AlphaNum dataset zips from Hugging Face: resumable, sha256-verified, stdlib only."""
+"""Download the AlphaNum dataset zips from Hugging Face: resumable, sha256-verified, stdlib only;
+the resumable, verified fetch of one file serves the EMNIST download too."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ NETWORK_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, http.cli
 
 
 ALPHANUM = "alphanum"  # the dataset name DATA / --data take: downloaded on first use
+HF_HINT = "check the repository and revision, or set HF_ENDPOINT to a working mirror"
 
 
 class DownloadError(RuntimeError):
@@ -58,24 +60,28 @@ def download_alphanum(
         for name in FILES:
             sha, size = expected[name]
             final = dest / name
-            if final.is_file() and final.stat().st_size == size and _sha256(final) == sha:
+            if final.is_file() and final.stat().st_size == size and file_digest(final) == sha:
                 continue
             url = f"{endpoint}/datasets/{REPO}/resolve/{quote(revision, safe='')}/{name}"
-            _fetch_verified(url, final, sha, size, timeout, progress)
+            fetch_verified(url, final, digest=sha, size=size, timeout=timeout, progress=progress)
     except NETWORK_ERRORS as e:
-        reason = " ".join(str(getattr(e, "reason", None) or e).split()) or type(e).__name__
         raise DownloadError(
-            f"cannot reach {endpoint} ({reason}): you seem to be offline; rerun when online to "
-            f"resume, or download {', '.join(FILES)} from {endpoint}/datasets/{REPO} by hand "
-            f"into {dest}"
+            f"cannot reach {endpoint} ({network_reason(e)}): you seem to be offline; rerun when "
+            f"online to resume, or download {', '.join(FILES)} from {endpoint}/datasets/{REPO} "
+            f"by hand into {dest}"
         ) from e
     return dest
+
+
+def network_reason(error: BaseException) -> str:
+    """One line saying why the network failed (urllib hides it in `reason`)."""
+    return " ".join(str(getattr(error, "reason", None) or error).split()) or type(error).__name__
 
 
 def _listing(endpoint: str, revision: str, timeout: float) -> dict[str, tuple[str, int]]:
     """Expected (sha256, size) of each of FILES, from the repository's file tree."""
     url = f"{endpoint}/api/datasets/{REPO}/tree/{quote(revision, safe='')}"
-    with _get(url, timeout) as resp:
+    with open_url(url, timeout=timeout) as resp:
         try:
             entries = json.load(resp)
         except ValueError:
@@ -100,14 +106,22 @@ def _listing(endpoint: str, revision: str, timeout: float) -> dict[str, tuple[st
     return expected
 
 
-def _fetch_verified(
-    url: str, final: Path, sha: str, size: int, timeout: float, progress: bool
+def fetch_verified(
+    url: str,
+    final: Path,
+    *,
+    digest: str,
+    algorithm: str = "sha256",
+    size: int | None = None,
+    timeout: float = 30.0,
+    progress: bool = True,
+    hint: str = HF_HINT,
 ) -> None:
-    """Download url via `final`.part, check its sha256, then move it into place."""
+    """Download url via `final`.part (resuming it), check its digest, then move it into place."""
     part = final.with_name(final.name + ".part")
     for attempt in (1, 2):
-        resumed = _fetch(url, part, size, timeout, progress)
-        if _sha256(part) == sha:
+        resumed = fetch_part(url, part, size=size, timeout=timeout, progress=progress, hint=hint)
+        if file_digest(part, algorithm) == digest:
             # Only a verified file gets the final name, so a half-written one never looks done.
             os.replace(part, final)
             return
@@ -116,20 +130,30 @@ def _fetch_verified(
         # start once from zero before blaming the server.
         if not resumed or attempt == 2:
             raise DownloadError(
-                f"{url} checksum mismatch (sha256 differs from the listing); "
+                f"{url} checksum mismatch ({algorithm} differs from the published one); "
                 f"the partial file was deleted, run the command again"
             )
 
 
-def _fetch(url: str, part: Path, size: int, timeout: float, progress: bool) -> bool:
-    """Append the rest of url to part; return whether bytes from an earlier run were kept."""
+def fetch_part(
+    url: str,
+    part: Path,
+    *,
+    size: int | None = None,
+    timeout: float = 30.0,
+    progress: bool = True,
+    hint: str = HF_HINT,
+) -> bool:
+    """Append the rest of url to part; return whether bytes from an earlier run were kept.
+    Without a known `size`, the server's Content-Range or Content-Length gives it."""
     have = part.stat().st_size if part.is_file() else 0
-    resp = _get(url, timeout, offset=have)
+    resp = open_url(url, timeout=timeout, offset=have, hint=hint)
     if resp is None:  # 416: the server has nothing past `have`, so part is complete (or too big)
         return True
     with resp:
         if resp.status != 206:
             have = 0  # the server ignored Range and sends everything: start over, don't append
+        size = size if size is not None else _announced_size(resp, have)
         with (
             open(part, "ab" if have else "wb") as f,
             bar(
@@ -145,15 +169,27 @@ def _fetch(url: str, part: Path, size: int, timeout: float, progress: bool) -> b
                 f.write(chunk)
                 shown.update(len(chunk))
     got = part.stat().st_size
-    if got < size:
+    if size is not None and got < size:
         # http.client returns b"" on a connection closed early, so check the length ourselves;
         # the part is kept so that the next run resumes from here.
         raise ConnectionError(f"connection closed after {got} of {size} bytes of {url}")
     return have > 0
 
 
-def _get(url: str, timeout: float, offset: int = 0) -> http.client.HTTPResponse | None:
-    """Open url (from byte `offset`); None when the server says the range is past the end."""
+def _announced_size(resp: http.client.HTTPResponse, have: int) -> int | None:
+    """The whole file's size in bytes as the answer states it (206: Content-Range), or None."""
+    total = (resp.headers.get("Content-Range") or "").rpartition("/")[2]
+    if resp.status == 206 and total.isdigit():
+        return int(total)
+    length = resp.headers.get("Content-Length")
+    return have + int(length) if length and length.isdigit() else None
+
+
+def open_url(
+    url: str, *, timeout: float, offset: int = 0, hint: str = HF_HINT
+) -> http.client.HTTPResponse | None:
+    """Open url (from byte `offset`); None when the server says the range is past the end.
+    An HTTP error becomes a one-line DownloadError ending with `hint` (what to check)."""
     headers = {"User-Agent": USER_AGENT}
     if offset:
         headers["Range"] = f"bytes={offset}-"
@@ -163,15 +199,12 @@ def _get(url: str, timeout: float, offset: int = 0) -> http.client.HTTPResponse 
         e.close()
         if e.code == 416 and offset:
             return None
-        raise DownloadError(
-            f"{url} answered HTTP {e.code} ({e.reason}): check the repository and revision, "
-            f"or set HF_ENDPOINT to a working mirror"
-        ) from None
+        raise DownloadError(f"{url} answered HTTP {e.code} ({e.reason}): {hint}") from None
 
 
-def _sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks so big zips need little memory."""
-    h = hashlib.sha256()
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in chunks so big archives need little memory."""
+    h = hashlib.new(algorithm, usedforsecurity=False)
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)

@@ -24,6 +24,7 @@ ORDER = [
     "ink",
     "preprocess",
     "download",
+    "emnist",
     "handwriting",
     "synth",
     "photos",
