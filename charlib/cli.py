@@ -126,6 +126,7 @@ def _evaluate(args) -> None:
     """Evaluate a run on a split and print the headline metrics and the files written."""
     from charlib.evaluate import evaluate_run
     from charlib.paths import resolve_run
+    from charlib.sources import split_label
 
     per_class = QUICK_PER_CLASS if args.quick else args.per_class
     if per_class is not None and per_class < 1:
@@ -143,7 +144,7 @@ def _evaluate(args) -> None:
             per_class=per_class,
             tta=args.tta,
         )
-        metrics = measure(preds) | {"n_images": len(preds)}
+        metrics = measure(preds) | {"n_images": len(preds), "data": preds.source}
         what = f"ensemble of {len(runs)}" if args.ensemble else resolve_run(args.run).name
         label = f"{what}{' with TTA' if args.tta else ''}"
     else:
@@ -152,7 +153,8 @@ def _evaluate(args) -> None:
             run_dir, args.split, data=args.data, device=args.device, per_class=per_class
         )
         label = run_dir.name
-    print(f"{label} on {args.split} ({metrics['n_images']:,} images):")
+    named = split_label(metrics.get("data"), args.split)
+    print(f"{label} on {named} ({metrics['n_images']:,} images):")
     top = f"top-{metrics['top_k']} accuracy"
     shown = {"accuracy": "accuracy", "top_k_accuracy": top, "f1_macro": "F1 (macro)"}
     shown |= {"f1_weighted": "F1 (weighted)", "ece": "calibration error (ECE)"}
@@ -259,7 +261,10 @@ def _serve_parser(sub) -> None:
     )
 
 
-RUN_HELP = "run name under runs/, or a folder (default: the latest trained run)"
+RUN_HELP = (
+    "run name under runs/, a folder, or 'reference' (default: the latest trained run, else the "
+    "shipped reference model)"
+)
 
 
 def _run_parser(sub) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import sys
 from pathlib import Path
 
 
@@ -35,6 +38,9 @@ def is_latest(run) -> bool:
     return run is None or run == LATEST
 
 
+REFERENCE_RUN = "reference"  # the shipped model trained on real handwriting (EMNIST ByClass)
+# The shipped files, package data: copied into runs/reference/ on first use, never written to.
+REFERENCE_FILES = ("best.pt", "params.json", "history.json", "card.json", "CARD.md")
 DEFAULT_RUN = "default"  # notebook 03's RUN_NAME
 SMOKE_RUN = "smoke"  # the run smoke checks train and evaluate; each replaces the last
 
@@ -61,17 +67,26 @@ def resolve_run(run=None, *, trained: bool = True) -> Path:
     """The folder of a run, the one meaning of RUN_NAME and --run everywhere.
 
     `run` is a name under runs/ (a relative name that is not a folder here, such as a sweep's
-    "demo/LR-0.001"), a folder path, or None
-    / "latest" for the newest run holding best.pt. trained=True (evaluate, predict) requires
-    best.pt there; trained=False (training) returns a named folder that may not exist yet.
+    "demo/LR-0.001"), a folder path, "reference" (the shipped model, see `reference_run`), or
+    None / "latest" for the newest run holding best.pt (the reference model when there is none).
+    trained=True (evaluate, predict) requires best.pt there; trained=False (training) returns a
+    named folder that may not exist yet.
     """
     if is_latest(run):
-        found = sorted(runs_dir().glob("*/best.pt"), key=lambda p: p.stat().st_mtime)
-        if not found:
+        found = latest_trained()
+        if found is not None:
+            return found
+        if reference_dir() is None:
             raise FileNotFoundError(
                 f"no trained run in {runs_dir()}; train one first (make run, or notebook 03)"
             )
-        return found[-1].parent
+        _say_once(
+            f"no trained run in {runs_dir()}: using the reference model ({reference_summary()}); "
+            "train your own with make run"
+        )
+        run = REFERENCE_RUN
+    if run == REFERENCE_RUN:
+        return reference_run()
     if not isinstance(run, (str, os.PathLike)) or not str(run).strip():
         raise ValueError(f"a run is a name under runs/, a folder or None (the latest), got {run!r}")
     path = Path(run)
@@ -87,6 +102,80 @@ def resolve_run(run=None, *, trained: bool = True) -> Path:
     if not (path / "best.pt").is_file():
         raise FileNotFoundError(f"{path}: no best.pt there; train first (notebook 03) or fix --run")
     return path
+
+
+def latest_trained() -> Path | None:
+    """The newest run folder holding best.pt that the user trained (not the reference copy)."""
+    found = [p for p in runs_dir().glob("*/best.pt") if p.parent.name != REFERENCE_RUN]
+    return max(found, key=lambda p: p.stat().st_mtime).parent if found else None
+
+
+def reference_dir() -> Path | None:
+    """The shipped reference model's files in the package (None in a build that lacks them)."""
+    here = Path(__file__).resolve().parent / "reference"
+    return here if all((here / n).is_file() for n in REFERENCE_FILES) else None
+
+
+def reference_card() -> dict:
+    """The reference model's card: data, recipe, accuracy, size, sha256 of best.pt."""
+    import json
+
+    shipped = reference_dir()
+    if shipped is None:
+        raise FileNotFoundError("this charlib has no reference model (charlib/reference/)")
+    return json.loads((shipped / "card.json").read_text())
+
+
+def reference_summary() -> str:
+    """'ResNet-18, 87.1% on the EMNIST test split': one line for notices and pages."""
+    card = reference_card()
+    return f"{card['model']}, {card['accuracy']:.1%} on the {card['measured_on']}"
+
+
+def sha256(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def reference_run() -> Path:
+    """runs/reference/: a copy of the shipped reference model (checked against its card's
+    sha256), so evaluating, exporting or explaining it writes under runs/, never into the
+    package. A copy that differs from the shipped file is replaced by it."""
+    shipped = reference_dir()
+    if shipped is None:
+        raise FileNotFoundError(
+            "this charlib has no reference model (charlib/reference/); reinstall charlib, or "
+            "train your own run (make run) and name it"
+        )
+    expected = reference_card()["sha256"]
+    target = runs_dir() / REFERENCE_RUN
+    copy = target / "best.pt"
+    if copy.is_file() and sha256(copy) == expected:
+        return target
+    if sha256(shipped / "best.pt") != expected:
+        raise ValueError(
+            f"{shipped / 'best.pt'} does not match its card's sha256; reinstall charlib"
+        )
+    target.mkdir(parents=True, exist_ok=True)
+    for name in REFERENCE_FILES:
+        tmp = target / f".{name}.tmp"
+        shutil.copyfile(shipped / name, tmp)
+        os.replace(tmp, target / name)
+    return target
+
+
+_said: set[str] = set()
+
+
+def _say_once(line: str) -> None:
+    """A one-line notice on stderr, once per process."""
+    if line not in _said:
+        _said.add(line)
+        print(line, file=sys.stderr)
 
 
 def reports_dir() -> Path:

@@ -18,6 +18,24 @@ SPLIT_NAMES = {"train": ("train",), "validation": ("validation", "val", "valid")
 SYSTEM_NAMES = {"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini", ".ipynb_checkpoints"}
 
 
+def data_name(source) -> str:
+    """How pages name a dataset: 'synth', 'EMNIST', 'alphanum', else the folder's (zip's) name."""
+    if source is None or not str(source).strip():
+        return "unknown data"
+    name = Path(str(source).rstrip("/\\")).name
+    name = name[: -len(".zip")] if name.lower().endswith(".zip") else name
+    if name.startswith("synth"):
+        return "synth"
+    if "emnist" in name.lower():
+        return "EMNIST"
+    return name
+
+
+def split_label(source, split: str) -> str:
+    """'synth test', 'EMNIST test', 'my-letters validation': an accuracy's data, named."""
+    return f"{data_name(source)} {split}"
+
+
 class DataError(ValueError):
     """An unusable dataset; the message names the path and what to do."""
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from charlib import augment as aug
-from charlib import budget, checkpoint, distributed, ink, preprocess
+from charlib import budget, checkpoint, distributed, ink, paths, preprocess
 from charlib.batches import SOURCES
 from charlib.env import device_name, environment
 from charlib.files import read_json, write_json
@@ -103,6 +103,11 @@ def check_target(run_dir, *, resume: bool, overwrite: bool, smoke: bool = False)
     replaced only when asked (overwrite), continued only when asked (resume). A smoke check may
     replace an earlier smoke check."""
     run_dir = Path(run_dir)
+    if run_dir.resolve() == (paths.runs_dir() / paths.REFERENCE_RUN).resolve():
+        raise ValueError(
+            f"{run_dir} holds a copy of the shipped reference model; train into another run "
+            "name (fine-tune it with `charlib finetune --run reference`)"
+        )
     held = [n for n in ("best.pt", "last.pt") if (run_dir / n).is_file()]
     if not held or overwrite or (resume and "last.pt" in held):
         return

@@ -41,6 +41,7 @@ ORDER = [
     "finetune",
     "plots",
     "evaluate",
+    "real",
     "compare",
     "reproduce",
     "export",

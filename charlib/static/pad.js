@@ -186,7 +186,8 @@
     .then((r) => r.json())
     .then((h) => {
       footer.textContent =
-        `run ${h.run} · ${h.classes} classes · ${h.backend} on ${h.device} · API at /docs`;
+        `run ${h.run}${h.about ? ` (${h.about})` : ""} · ${h.classes} classes · ` +
+        `${h.backend} on ${h.device} · API at /docs`;
     })
     .catch(() => { footer.textContent = "the server does not answer"; });
   fetch("/mine")
