@@ -272,7 +272,8 @@ def _run_parser(sub) -> None:
     run.add_argument(
         "--data",
         default=None,
-        help="dataset folder/zip, 'synth' (default), 'synth-small' or 'alphanum' (downloaded once)",
+        help="dataset folder/zip, 'synth' (default), 'synth-small', 'alphanum' or 'emnist' "
+        "(downloaded once)",
     )
     run.add_argument(
         "--smoke", action="store_true", help="tiny data and 1 epoch in runs/smoke, a quick check"

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from charlib import paths
+from charlib import paths, real
 from charlib.files import read_json
+from charlib.sources import split_label
 
 # Settings a leaderboard shows when they differ between the runs compared.
 SETTINGS = (
@@ -68,6 +69,11 @@ def leaderboard(runs: list[Path]) -> pd.DataFrame:
         row = {"run": name_of(run), "status": "evaluated" if metrics else "not evaluated"}
         for key in ("accuracy", "top_k_accuracy", "f1_macro", "ece"):
             row[key] = (metrics or {}).get(key, float("nan"))
+        # every accuracy names its data: runs trained on other data are measured on other data
+        row["measured on"] = split_label(metrics.get("data"), metrics["split"]) if metrics else ""
+        found = read_json(run / real.RESULT, {})
+        row["real accuracy"] = found.get("accuracy", float("nan"))
+        row["real data"] = found.get("described", "")
         row["best validation"] = max((r["val_acc"] for r in history), default=float("nan"))
         row["training s"] = sum(r["seconds"] for r in history)
         seen = sum(r.get("images", r["images_per_s"] * r["seconds"]) for r in history)

@@ -155,6 +155,7 @@ def test_onnx_matches_torch(tiny_run, predictor):
 def test_resolve_run(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     monkeypatch.setenv("CHARLIB_RUNS_DIR", str(runs))
+    monkeypatch.setattr("charlib.paths.reference_dir", lambda: None)  # a build without one
     with pytest.raises(
         FileNotFoundError,
         match=r"no trained run in .*; train one first \(make run",
