@@ -9,11 +9,11 @@ Data (never in git; see data/README.md): the UJI Pen Characters, UCI, CC BY 4.0,
 - v1 `UJIpenchars-w01`..`w11` (UNIPEN-like: .SEGMENT / .PEN_DOWN / "x y" lines / .PEN_UP):
   11 writers x 62 characters x 2, Toshiba Tablet PC;
 - v2 `ujipenchars2.txt` (WORD / NUMSTROKES / POINTS lines): 60 writers, 97 characters x 2.
-Every file in the --data folder is read (its format told by its lines; one of the two forms,
-as v2 holds the v1 drawings too); only drawings of the 62
-letters and digits are scored, with every class of the model open. Scores per run, overall and
-per character: top-1, top-1 lenient (`same`: case and `LOOKALIKES` forgiven), top-5, and
-digits-only top-1 (the best of the ten digit classes) on the digit drawings.
+Every file in the --data folder is read, its format told by its lines (one of the two forms
+only: v2 holds the v1 drawings too). Drawings of the 62 letters and digits are scored, with every
+class of the model open. Scores per run, overall and per character: top-1, top-1 lenient
+(`same`: case and `LOOKALIKES` forgiven), top-5, and digits-only top-1 (the best of the ten
+digit classes) on the digit drawings.
 
 Usage: python benchmarks/pen_strokes.py [--run NAME ...] [--data FOLDER] [--tag NAME]
 Writes benchmarks/results/pen_strokes-<tag>.json (tag: the data folder's name by default).
@@ -57,7 +57,7 @@ SOURCES = {  # format -> the dataset it comes from
     "ujipenchars": {
         "name": "UJI Pen Characters (v1): 11 writers, 62 characters, 2 samples each",
         "origin": "UCI Machine Learning Repository, 'UJI Pen Characters' (Llorens, Prat, Marzal, "
-        "Vilar, Universitat Jaume I, 2007); copy read from github.com/Carsanpo/REM_wavelets, "
+        "Vilar, Universitat Jaume I, 2007); the copy first used: github.com/Carsanpo/REM_wavelets, "
         "uji+pen+characters.zip at 588bbbe521bf9e86ced1259dbf2d04cc1ebe0c19",
         "licence": "CC BY 4.0 (UCI)",
     },
