@@ -16,7 +16,7 @@ from charlib.data import load_dataset
 from charlib.env import device_name
 from charlib.files import write_json
 from charlib.model import predict_probs
-from charlib.paths import resolve_run
+from charlib.paths import recorded_data, resolve_run
 from charlib.progress import report
 from charlib.sources import SPLITS
 
@@ -142,7 +142,7 @@ def predict_split(
     checkpoint.check_members(ckpts, [str(m) for m in members])
     folder, ckpt = members[0], ckpts[0]
     params = ckpt["params"]
-    source = data if data is not None else params.get("data")
+    source = data if data is not None else recorded_data(params.get("data"))
     if source is None:
         raise ValueError(
             f"{folder}: the run does not record the data it trained on; pass data= "

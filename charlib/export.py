@@ -21,7 +21,7 @@ import torch
 from charlib import checkpoint
 from charlib.augment import eval_input
 from charlib.data import load_split
-from charlib.paths import resolve_run
+from charlib.paths import recorded_data, resolve_run
 from charlib.progress import report
 
 FP32, INT8 = "model.onnx", "model-int8.onnx"
@@ -88,7 +88,7 @@ def int8(run, path=None, *, data=None, per_class: int = CALIBRATION_PER_CLASS) -
 def calibration_images(ckpt: dict, data, per_class: int) -> np.ndarray:
     """uint8 N×size×size training images, `per_class` of each class (seeded)."""
     params = ckpt["params"]
-    source = data if data is not None else params.get("data")
+    source = data if data is not None else recorded_data(params.get("data"))
     if source is None:
         raise ValueError(
             "int8 calibration needs the run's training images, and the run does not record "

@@ -17,7 +17,7 @@ import numpy as np
 from charlib import checkpoint, mine
 from charlib.codes import code_to_char, display_label
 from charlib.data import CharData, load_dataset
-from charlib.paths import resolve_run, runs_dir
+from charlib.paths import recorded_data, resolve_run, runs_dir
 from charlib.progress import report
 from charlib.train import fit
 
@@ -95,7 +95,7 @@ def _sets(folder: Path, ckpt: dict, replay_data, *, replay: int, repeat: int, se
     validation: your examples and REPLAY_VAL original validation images per class."""
     params, classes = ckpt["params"], tuple(int(c) for c in ckpt["classes"])
     yours = _your_examples(folder, classes, params["data_size"])
-    original = _original(replay_data or params.get("data"), params["data_size"])
+    original = _original(replay_data or recorded_data(params.get("data")), params["data_size"])
     train = _concat([*[yours] * repeat, _replay(original.train, classes, replay, seed)])
     val = _concat([yours, _replay(original.validation, classes, REPLAY_VAL, seed)])
     return train, val

@@ -178,6 +178,29 @@ def _say_once(line: str) -> None:
         print(line, file=sys.stderr)
 
 
+def real_handwriting() -> Path | None:
+    """Real handwriting at hand: $CHARLIB_SHARED_DATA/emnist-byclass (default ../shared/data
+    beside the project), else a downloaded data/emnist; None when neither is here."""
+    shared = os.environ.get("CHARLIB_SHARED_DATA") or project_root().parent / "shared" / "data"
+    for folder in (Path(shared) / "emnist-byclass", data_dir() / "emnist"):
+        if (folder / "test.zip").is_file() or (folder / "test").is_dir():
+            return folder
+    return None
+
+
+def recorded_data(source):
+    """The data a run records (params["data"]) where it can be read here: a recorded EMNIST
+    folder that this machine lacks (the reference model's, trained elsewhere) is the EMNIST at
+    hand (`real_handwriting`); anything else as recorded."""
+    if (
+        source is None
+        or Path(str(source)).exists()
+        or "emnist" not in Path(str(source)).name.lower()
+    ):
+        return source
+    return real_handwriting() or source
+
+
 def reports_dir() -> Path:
     """Executed notebooks and their HTML exports."""
     return project_root() / "reports"

@@ -5,7 +5,6 @@ what people write?", answered on a named dataset and written to the run's real.j
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,20 +20,10 @@ RESULT = "real.json"  # in the run folder, beside metrics.json
 AUTO = "auto"  # REAL_DATA's default: the shared EMNIST folder or a downloaded EMNIST, if present
 
 
-def find_real_data() -> Path | None:
-    """Real handwriting at hand: $CHARLIB_SHARED_DATA/emnist-byclass (default ../shared/data from
-    the project), else a downloaded data/emnist; None when neither is here."""
-    shared = os.environ.get("CHARLIB_SHARED_DATA") or paths.project_root().parent / "shared/data"
-    for folder in (Path(shared) / "emnist-byclass", paths.data_dir() / "emnist"):
-        if (folder / "test.zip").is_file() or (folder / "test").is_dir():
-            return folder
-    return None
-
-
 def resolve_real(real_data, run_data) -> Path | str | None:
     """The real set REAL_DATA names ("auto", None or a folder), None when there is none or when
     it is the run's own data (its test split already says so)."""
-    source = find_real_data() if real_data == AUTO else real_data
+    source = paths.real_handwriting() if real_data == AUTO else real_data
     if source is None or str(source).strip() == "":
         return None
     if run_data is not None and Path(str(source)).resolve() == Path(str(run_data)).resolve():
