@@ -40,7 +40,7 @@ lab: $(STAMP)  ## JupyterLab on the notebooks
 demo: $(STAMP)  ## the drawing pad (notebook 05 in Voila) on http://127.0.0.1:$(DEMO_PORT)
 	$(VENV)/bin/voila notebooks/05_interactive_demo.ipynb --no-browser --Voila.ip=127.0.0.1 --port=$(DEMO_PORT)
 
-serve: $(STAMP)  ## the REST API and the web pad on http://127.0.0.1:$(SERVE_PORT) (RUN=<run>, default latest)
+serve: $(STAMP)  ## the REST API and the web pad on http://127.0.0.1:$(SERVE_PORT) (RUN=<run>, default latest, else the reference model)
 	$(PY) -m charlib serve --port $(SERVE_PORT) $(if $(RUN),--run '$(RUN)') $(ARGS)
 
 bench: $(STAMP)  ## benchmarks against the seed recipe (results in benchmarks/results/)
