@@ -13,7 +13,8 @@ Every file in the --data folder is read, its format told by its lines (one of th
 only: v2 holds the v1 drawings too). Drawings of the 62 letters and digits are scored, with every
 class of the model open. Scores per run, overall and per character: top-1, top-1 lenient
 (`same`: case and `LOOKALIKES` forgiven), top-5, and digits-only top-1 (the best of the ten
-digit classes) on the digit drawings.
+digit classes) on the digit drawings; the scoring lives in benchmarks/scoring.py, shared with
+real_photos.py.
 
 Usage: python benchmarks/pen_strokes.py [--run NAME ...] [--data FOLDER] [--tag NAME]
 Writes benchmarks/results/pen_strokes-<tag>.json (tag: the data folder's name by default).
@@ -23,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import sys
 import time
@@ -36,23 +35,17 @@ import numpy as np
 
 from charlib import handwriting
 from charlib.codes import code_to_char
-from charlib.env import environment
 from charlib.infer import Predictor
 from charlib.paths import data_dir
 from charlib.strokes import CANVAS_SIZE, PEN, Strokes
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/scoring.py, shared
+from scoring import DIGITS, LOOKALIKES, machine, same, score  # noqa: E402, F401 (same: its API)
+
 ROOT = Path(__file__).resolve().parents[1]
-DIGITS = "0123456789"
 CHARS = DIGITS + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # the drawings scored
 FILL = 0.7  # the glyph's longer side over the canvas side, as `handwriting.as_strokes` draws
 BATCH = 256  # drawings per predict_many call
-TOP = 5
-# Characters nobody can tell apart from a drawing alone, forgiven by the lenient score. Upper and
-# lower case of one letter always count as the same (c/C, k/K, o/O, s/S, v/V, x/X, ...: see
-# `same`), so each group adds only what case does not: digits and symbols drawn like letters.
-# A guess is forgiven when it and the truth are in one group; groups do not chain (9~q, q~Q,
-# but not 9~Q).
-LOOKALIKES = ("0Oo", "1lIi|", "2Zz", "5Ss", "6b", "9gq", "8B", "t+")
 SOURCES = {  # format -> the dataset it comes from
     "ujipenchars": {
         "name": "UJI Pen Characters (v1): 11 writers, 62 characters, 2 samples each",
@@ -201,14 +194,6 @@ def on_pad(drawing: Drawing) -> Strokes:
     return handwriting.as_strokes(strokes, size=CANVAS_SIZE, fill=FILL)
 
 
-def same(guess: str, truth: str) -> bool:
-    """Whether the lenient score forgives `guess` for `truth`: equal, one letter in either case,
-    or both in one `LOOKALIKES` group."""
-    if guess == truth or guess.lower() == truth.lower():
-        return True
-    return any(guess in group and truth in group for group in LOOKALIKES)
-
-
 def guesses(predictor, drawings: list[Drawing]) -> list[list[str]]:
     """Every class's character for each drawing, best first (the pad's path, in batches)."""
     out = []
@@ -217,31 +202,6 @@ def guesses(predictor, drawings: list[Drawing]) -> list[list[str]]:
         pads = [on_pad(d) for d in drawings[i : i + BATCH]]
         out += [[g["char"] for g in p] for p in predictor.predict_many(pads, top_k=everything)]
     return out
-
-
-def rate(hits) -> float | None:
-    hits = list(hits)
-    return round(float(np.mean(hits)), 4) if hits else None
-
-
-def score(ranked: list[list[str]], truth: list[str]) -> dict:
-    """Ranked guesses (all classes, best first; [] for nothing drawn) vs the true characters ->
-    top-1, lenient top-1, top-5 and digits-only top-1 (on digit drawings), and their counts."""
-    top1 = [bool(r) and r[0] == t for r, t in zip(ranked, truth, strict=True)]
-    lenient = [bool(r) and same(r[0], t) for r, t in zip(ranked, truth, strict=True)]
-    top5 = [t in r[:TOP] for r, t in zip(ranked, truth, strict=True)]
-    digit = [i for i, t in enumerate(truth) if t in DIGITS]
-    best_digit = [next((g for g in ranked[i] if g in DIGITS), None) for i in digit]
-    return {
-        "n": len(truth),
-        "top1": rate(top1),
-        "top1_lenient": rate(lenient),
-        "top5": rate(top5),
-        "digit_drawings": len(digit),
-        "digits_top1_open": rate(top1[i] for i in digit),
-        "digits_only_top1": rate(g == truth[i] for g, i in zip(best_digit, digit, strict=True)),
-        "nothing_drawn": sum(not r for r in ranked),
-    }
 
 
 def per_class(ranked: list[list[str]], truth: list[str]) -> dict:
@@ -285,13 +245,6 @@ def run_entry(name: str, device: str, drawings: list[Drawing]) -> dict:
         "device": str(predictor.device),
         **evaluate(predictor, drawings),
     }
-
-
-def machine() -> dict:
-    """What the benchmark ran on."""
-    env = environment()
-    cpu = f"CPU ({os.cpu_count()} cores, {platform.machine()}): {env['cpu']}"
-    return {"device": env.get("gpu", cpu), "torch": env["torch"], "python": env["python"]}
 
 
 def benchmark(runs: list[str], folder: Path, *, device: str = "auto") -> dict:
