@@ -119,3 +119,31 @@ def test_a_changed_copy_is_replaced_and_a_changed_shipped_file_refused(
     with pytest.raises(ValueError, match="does not match its card's sha256; reinstall"):
         paths.reference_run()
     assert not (empty_runs / paths.REFERENCE_RUN / "best.pt").exists()
+
+
+def test_saliency_explains_the_reference(empty_runs):
+    from charlib import explain
+    from charlib.strokes import SCRIPTED
+
+    predictor = Predictor.from_run("reference", device="cpu")
+    why = explain.saliency(predictor, SCRIPTED["A"], top=2, steps=8)
+    assert why.maps.shape[0] == 2 and np.abs(why.maps).sum() > 0
+
+
+@pytest.mark.realdata
+def test_teach_it_fine_tunes_the_reference_into_a_new_run(shared_data, empty_runs, tmp_path):
+    """Your drawings on top of the reference; the replayed originals come from the EMNIST at
+    hand (the card's recorded folder is another machine's); the shipped files stay as they are."""
+    from charlib import finetune, mine
+    from charlib.strokes import SCRIPTED
+
+    for _ in range(mine.MIN_EXAMPLES):
+        mine.save(SCRIPTED["A"], "A", dest=tmp_path / "mine")
+    before = hashes(SHIPPED)
+    summary = finetune.finetune(
+        "reference", tmp_path / "mine", epochs=1, replay=1, device="cpu", progress=False
+    )
+    assert summary["run_dir"] == empty_runs / "reference-mine"
+    ckpt = checkpoint.load(summary["run_dir"] / "best.pt")
+    assert ckpt["classes"] == checkpoint.load(SHIPPED / "best.pt")["classes"]
+    assert hashes(SHIPPED) == before
