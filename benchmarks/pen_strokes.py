@@ -23,7 +23,6 @@ Writes benchmarks/results/pen_strokes-<tag>.json (tag: the data folder's name by
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
@@ -40,7 +39,7 @@ from charlib.paths import data_dir
 from charlib.strokes import CANVAS_SIZE, PEN, Strokes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/scoring.py, shared
-from scoring import DIGITS, LOOKALIKES, machine, same, score  # noqa: E402, F401 (same: its API)
+from scoring import DIGITS, LOOKALIKES, machine, same, score, write_result  # noqa: E402, F401
 
 ROOT = Path(__file__).resolve().parents[1]
 CHARS = DIGITS + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # the drawings scored
@@ -301,11 +300,9 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"pen_strokes: {e}", file=sys.stderr)
         return 2
-    path = Path(args.out) / f"pen_strokes-{args.tag or folder.name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    print(table(result))
-    print(f"-> {path}")
+    write_result(
+        Path(args.out) / f"pen_strokes-{args.tag or folder.name}.json", result, table(result)
+    )
     return 0
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
 import re
 import sys
 import time
@@ -44,7 +43,7 @@ from charlib.infer import Predictor
 from charlib.paths import data_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/scoring.py, shared
-from scoring import DIGITS, LOOKALIKES, machine, score  # noqa: E402
+from scoring import DIGITS, LOOKALIKES, machine, score, write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("look", "held-out", "all")
@@ -337,11 +336,9 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"real_photos: {e}", file=sys.stderr)
         return 2
-    path = Path(args.out) / f"real_photos-{args.tag or args.part}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    print(table(result))
-    print(f"-> {path}")
+    write_result(
+        Path(args.out) / f"real_photos-{args.tag or args.part}.json", result, table(result)
+    )
     return 0
 
 

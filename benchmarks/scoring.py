@@ -8,8 +8,10 @@ best of the ten digit classes) on the inputs whose truth is a digit.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+from pathlib import Path
 
 import numpy as np
 
@@ -63,3 +65,12 @@ def machine() -> dict:
     env = environment()
     cpu = f"CPU ({os.cpu_count()} cores, {platform.machine()}): {env['cpu']}"
     return {"device": env.get("gpu", cpu), "torch": env["torch"], "python": env["python"]}
+
+
+def write_result(path: Path, result: dict, table: str) -> Path:
+    """The result as JSON at `path` (folder made), then its table and where it went, printed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print(table)
+    print(f"-> {path}")
+    return path
