@@ -147,3 +147,15 @@ def test_teach_it_fine_tunes_the_reference_into_a_new_run(shared_data, empty_run
     ckpt = checkpoint.load(summary["run_dir"] / "best.pt")
     assert ckpt["classes"] == checkpoint.load(SHIPPED / "best.pt")["classes"]
     assert hashes(SHIPPED) == before
+
+
+def test_serve_with_no_trained_run_answers_with_the_reference(empty_runs):
+    from charlib import serve
+    from charlib.strokes import SCRIPTED
+
+    service = serve.load(None, "torch", device="cpu")
+    health = service.health()
+    assert health["run"] == paths.REFERENCE_RUN and health["classes"] == 62
+    assert health["about"].startswith("the reference model: ResNet-18, ")
+    assert "on the EMNIST test split" in health["about"]
+    assert service.predictor.predict(SCRIPTED["A"])[0]["char"] == "A"
