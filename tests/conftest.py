@@ -6,6 +6,7 @@ import io
 import json
 import os
 import zipfile
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -223,3 +224,23 @@ def write_evil_checkpoint(path: Path, marker: Path) -> Path:
     with open(path, "wb") as f:
         pickle.dump({"format": checkpoint.FORMAT, "model": _Evil(marker)}, f)
     return path
+
+
+class RangeSender(BaseHTTPRequestHandler):
+    """A fake download server's handler base: `_send` a body (cut short on request, as a dropped
+    transfer would be), quietly."""
+
+    def _send(self, code: int, body: bytes, headers=None, cut: int | None = None) -> None:
+        self.send_response(code)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        # The full length is announced even when the body is cut, as a dropped transfer would.
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body if cut is None else body[:cut])
+        self.wfile.flush()
+        if cut is not None:
+            self.close_connection = True
+
+    def log_message(self, *args) -> None:
+        pass

@@ -9,12 +9,14 @@ import random
 import socket
 import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
 from charlib import download
 from charlib.download import FILES, REPO, DownloadError, download_alphanum
+
+from conftest import RangeSender
 
 TREE = f"/api/datasets/{REPO}/tree/main"
 RESOLVE = f"/datasets/{REPO}/resolve/main/"
@@ -31,7 +33,7 @@ def make_zip(seed: int) -> bytes:
     return buf.getvalue()
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(RangeSender):
     """Serves the tree listing and the zips; behaviour switches live in `server.state`."""
 
     def do_GET(self) -> None:
@@ -53,21 +55,6 @@ class Handler(BaseHTTPRequestHandler):
             extra = {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"}
             return self._send(206, data[start:], extra, st["cut"].get(name))
         self._send(200, data, {}, st["cut"].get(name))
-
-    def _send(self, code: int, body: bytes, headers=None, cut: int | None = None) -> None:
-        self.send_response(code)
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        # The full length is announced even when the body is cut, as a dropped transfer would.
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body if cut is None else body[:cut])
-        self.wfile.flush()
-        if cut is not None:
-            self.close_connection = True
-
-    def log_message(self, *args) -> None:
-        pass
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import socket
 import struct
 import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -17,6 +17,8 @@ from PIL import Image
 
 from charlib import download, emnist
 from charlib.download import DownloadError
+
+from conftest import RangeSender
 
 # ByClass labels of the fake archive -> how many images of each in the official parts.
 TRAIN_COUNTS = {0: 12, 10: 7, 61: 2}  # '0' (48), 'A' (65), 'z' (122)
@@ -52,7 +54,7 @@ def make_archive() -> tuple[bytes, dict]:
     return buf.getvalue(), parts
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(RangeSender):
     """Serves /gzip.zip with Range support; switches live in `server.state`."""
 
     def do_GET(self) -> None:
@@ -70,20 +72,6 @@ class Handler(BaseHTTPRequestHandler):
         if start:
             code, extra = 206, {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"}
         self._send(code, data[start:], extra, st["cut"])
-
-    def _send(self, code: int, body: bytes, headers: dict, cut: int | None = None) -> None:
-        self.send_response(code)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))  # the full length, even when cut
-        self.end_headers()
-        self.wfile.write(body if cut is None else body[:cut])
-        self.wfile.flush()
-        if cut is not None:
-            self.close_connection = True
-
-    def log_message(self, *args) -> None:
-        pass
 
 
 @pytest.fixture
