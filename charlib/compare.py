@@ -70,7 +70,9 @@ def leaderboard(runs: list[Path]) -> pd.DataFrame:
         for key in ("accuracy", "top_k_accuracy", "f1_macro", "ece"):
             row[key] = (metrics or {}).get(key, float("nan"))
         # every accuracy names its data: runs trained on other data are measured on other data
-        row["measured on"] = split_label(metrics.get("data"), metrics["split"]) if metrics else ""
+        row["measured on"] = (
+            split_label(metrics.get("data"), metrics.get("split", "test")) if metrics else ""
+        )
         found = read_json(run / real.RESULT, {})
         row["real accuracy"] = found.get("accuracy", float("nan"))
         row["real data"] = found.get("described", "")

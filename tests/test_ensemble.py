@@ -98,7 +98,7 @@ def test_cli_ensemble_evaluation_is_printed_not_written(tiny_run, second_run, ca
     args = ["evaluate", "--ensemble", str(tiny_run), str(second_run), "--tta", "--per-class", "2"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert out.startswith("ensemble of 2 with TTA on test (") and "accuracy" in out
+    assert out.startswith("ensemble of 2 with TTA on synth test (") and "accuracy" in out
     assert {p.name: p.stat().st_mtime_ns for p in tiny_run.iterdir()} == before
     assert main(["predict", "--ensemble", str(tiny_run), str(second_run), "--image", "x"]) == 1
 

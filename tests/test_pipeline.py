@@ -189,7 +189,7 @@ def test_cli_data_info(make_dataset):
         (["run", "--epochs", "0"], "epochs must be a positive integer, got 0"),
         (["run", "--smoke", "--run-name", "x"], "--smoke trains and evaluates its own run"),
         (["run", "--data", "/nonexistent"], "/nonexistent: no such dataset folder or .zip"),
-        (["run", "--data", "emnist"], "built-in name: synth, synth-small, alphanum"),
+        (["run", "--data", "mnist"], "built-in name: synth, synth-small, alphanum, emnist"),
     ],
 )
 def test_cli_errors_are_one_line(args, expected, isolated_dirs, tmp_path):
