@@ -23,7 +23,7 @@ import torch
 from charlib import checkpoint, paths
 from charlib.data import load_dataset
 from charlib.env import cpu_name, environment
-from charlib.files import read_json, write_json
+from charlib.files import file_digest, read_json, write_json
 from charlib.infer import Predictor
 from charlib.model import predict_probs
 from charlib.train import fit
@@ -127,7 +127,7 @@ def ship(run_dir: Path, test, out: Path) -> dict:
         "precision": "fp16 weights (loaded into fp32)",
         "fp32_accuracy": round(fp32_top1, 4),
         "size_mb": round((out / "best.pt").stat().st_size / 1e6, 2),
-        "sha256": paths.sha256(out / "best.pt"),
+        "sha256": file_digest(out / "best.pt"),
         "latency_ms": round(latency_ms(out, test), 2),
         "latency_machine": f"{cpu_name()}, {torch.get_num_threads()} threads",
         "rebuild": "python benchmarks/reference_model.py --train --time-budget 3600 --epochs 24",

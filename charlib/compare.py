@@ -11,7 +11,7 @@ import pandas as pd
 
 from charlib import paths, real
 from charlib.files import read_json
-from charlib.sources import split_label
+from charlib.sources import measured_on
 
 # Settings a leaderboard shows when they differ between the runs compared.
 SETTINGS = (
@@ -70,9 +70,7 @@ def leaderboard(runs: list[Path]) -> pd.DataFrame:
         for key in ("accuracy", "top_k_accuracy", "f1_macro", "ece"):
             row[key] = (metrics or {}).get(key, float("nan"))
         # every accuracy names its data: runs trained on other data are measured on other data
-        row["measured on"] = (
-            split_label(metrics.get("data"), metrics.get("split", "test")) if metrics else ""
-        )
+        row["measured on"] = measured_on(metrics) if metrics else ""
         found = read_json(run / real.RESULT, {})
         row["real accuracy"] = found.get("accuracy", float("nan"))
         row["real data"] = found.get("described", "")

@@ -3,7 +3,6 @@ the resumable, verified fetch of one file serves the EMNIST download too."""
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import os
@@ -13,6 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from charlib import paths
+from charlib.files import file_digest
 from charlib.progress import bar
 
 REPO = "louisraedisch/AlphaNum"
@@ -200,12 +200,3 @@ def open_url(
         if e.code == 416 and offset:
             return None
         raise DownloadError(f"{url} answered HTTP {e.code} ({e.reason}): {hint}") from None
-
-
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    """Hex digest of a file, read in chunks so big archives need little memory."""
-    h = hashlib.new(algorithm, usedforsecurity=False)
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()

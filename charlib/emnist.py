@@ -27,9 +27,9 @@ from charlib.download import (
     NETWORK_ERRORS,
     DownloadError,
     fetch_verified,
-    file_digest,
     network_reason,
 )
+from charlib.files import file_digest
 from charlib.progress import bar
 from charlib.sources import DataError
 

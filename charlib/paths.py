@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
 from pathlib import Path
+
+from charlib.files import file_digest
 
 
 def project_root() -> Path:
@@ -132,15 +133,6 @@ def reference_summary() -> str:
     return f"{card['model']}, {card['accuracy']:.1%} on the {card['measured_on']}"
 
 
-def sha256(path: Path) -> str:
-    """The hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def reference_run() -> Path:
     """runs/reference/: a copy of the shipped reference model (checked against its card's
     sha256), so evaluating, exporting or explaining it writes under runs/, never into the
@@ -154,9 +146,9 @@ def reference_run() -> Path:
     expected = reference_card()["sha256"]
     target = runs_dir() / REFERENCE_RUN
     copy = target / "best.pt"
-    if copy.is_file() and sha256(copy) == expected:
+    if copy.is_file() and file_digest(copy) == expected:
         return target
-    if sha256(shipped / "best.pt") != expected:
+    if file_digest(shipped / "best.pt") != expected:
         raise ValueError(
             f"{shipped / 'best.pt'} does not match its card's sha256; reinstall charlib"
         )

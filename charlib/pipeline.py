@@ -16,7 +16,7 @@ from pathlib import Path
 from charlib import paths
 from charlib.files import atomic_write, read_json, write_json
 from charlib.progress import LOG_VARIABLE, OFF_VARIABLE
-from charlib.sources import split_label
+from charlib.sources import measured_on, split_label
 
 NOTEBOOK_NAME = re.compile(r"^(\d\d)_\w+\.ipynb$")
 # Seconds one cell may run before its notebook is stopped: a hung kernel must not hang a batch
@@ -304,8 +304,7 @@ def _held_out(run_dir: Path, params: dict) -> dict[str, str]:
     facts = {}
     metrics = read_json(run_dir / "metrics.json", {})
     if "accuracy" in metrics:
-        named = split_label(metrics.get("data") or params.get("data"), metrics.get("split", "test"))
-        facts[f"{named} accuracy"] = (
+        facts[f"{measured_on(metrics, params.get('data'))} accuracy"] = (
             f"{metrics['accuracy']:.1%} (top-{metrics.get('top_k', 5)} "
             f"{metrics.get('top_k_accuracy', float('nan')):.1%}, "
             f"{metrics.get('n_images', 0):,} images)"

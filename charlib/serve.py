@@ -50,7 +50,7 @@ from charlib.codes import code_to_char
 from charlib.files import read_json
 from charlib.infer import Predictor
 from charlib.paths import resolve_run
-from charlib.sources import split_label
+from charlib.sources import measured_on
 from charlib.strokes import CANVAS_SIZE, SCRIPTED, Strokes
 
 MAX_BODY = 8 * 1024 * 1024  # bytes in a request body
@@ -441,8 +441,7 @@ def about(run_dir: Path) -> str:
     metrics = read_json(run_dir / "metrics.json", {})
     if "accuracy" not in metrics:
         return ""
-    named = split_label(metrics.get("data"), metrics.get("split", "test"))
-    return f"{metrics['accuracy']:.1%} on {named}"
+    return f"{metrics['accuracy']:.1%} on {measured_on(metrics)}"
 
 
 def load(run=None, backend: str = "auto", device: str = "auto", save_to=None) -> Service:

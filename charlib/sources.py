@@ -36,6 +36,12 @@ def split_label(source, split: str) -> str:
     return f"{data_name(source)} {split}"
 
 
+def measured_on(metrics: dict, source=None) -> str:
+    """'synth test': what an evaluation's metrics.json was measured on (`source` when the file
+    names no data; the test split when it names no split)."""
+    return split_label(metrics.get("data") or source, metrics.get("split", "test"))
+
+
 class DataError(ValueError):
     """An unusable dataset; the message names the path and what to do."""
 

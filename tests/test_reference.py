@@ -12,6 +12,7 @@ import torch
 
 from charlib import checkpoint, paths, real, train
 from charlib.data import load_split
+from charlib.files import file_digest
 from charlib.infer import Predictor
 
 from conftest import hashes, snapshot, train_tiny
@@ -33,7 +34,7 @@ def empty_runs(tmp_path, monkeypatch) -> Path:
 
 def test_card_describes_the_shipped_file():
     card = paths.reference_card()
-    assert paths.sha256(SHIPPED / "best.pt") == card["sha256"]
+    assert file_digest(SHIPPED / "best.pt") == card["sha256"]
     total = sum(p.stat().st_size for p in SHIPPED.iterdir()) / 1e6
     assert total <= MAX_MB
     ckpt = checkpoint.load(SHIPPED / "best.pt")  # weights_only: a file that cannot carry code
@@ -78,7 +79,7 @@ def test_no_trained_run_means_the_reference_said_once(empty_runs, capsys):
     assert len(err) == 1 and "using the reference model" in err[0]
     assert f"{paths.reference_card()['accuracy']:.1%} on the EMNIST test" in err[0]
     copy = empty_runs / paths.REFERENCE_RUN / "best.pt"
-    assert paths.sha256(copy) == paths.reference_card()["sha256"]
+    assert file_digest(copy) == paths.reference_card()["sha256"]
     assert hashes(SHIPPED) == before
 
 
@@ -110,7 +111,7 @@ def test_a_changed_copy_is_replaced_and_a_changed_shipped_file_refused(
 ):
     copy = paths.reference_run() / "best.pt"
     copy.write_bytes(b"not the model")
-    assert paths.sha256(paths.reference_run() / "best.pt") == paths.reference_card()["sha256"]
+    assert file_digest(paths.reference_run() / "best.pt") == paths.reference_card()["sha256"]
     broken = tmp_path / "package"
     shutil.copytree(SHIPPED, broken)
     (broken / "best.pt").write_bytes(b"tampered")
