@@ -20,12 +20,11 @@ from pathlib import Path
 
 import torch
 
-from charlib import checkpoint, paths
+from charlib import checkpoint, paths, real
 from charlib.data import load_dataset
 from charlib.env import cpu_name, environment
 from charlib.files import file_digest, read_json, write_json
 from charlib.infer import Predictor
-from charlib.model import predict_probs
 from charlib.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +56,7 @@ def main() -> None:
             data_source=args.emnist,
         )
         print(f"trained {run_dir}: {summary['best_val_acc']:.1%} validation")
-    card = ship(run_dir, emnist.test, Path(args.out))
+    card = ship(run_dir, args.emnist, emnist.test, Path(args.out))
     print(f"{Path(args.out) / 'best.pt'}: {card['size_mb']:.1f} MB")
     print(f"EMNIST test {card['accuracy']:.2%} (top-5 {card['top5_accuracy']:.2%}), ")
     print(f"{card['latency_ms']:.1f} ms per character on {card['latency_machine']}")
@@ -68,18 +67,6 @@ def half(ckpt: dict) -> dict:
     weights = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     keep = {k: ckpt[k] for k in checkpoint.INFERENCE_KEYS if k in ckpt}
     return keep | {"model": weights, "val_acc": ckpt.get("val_acc", ckpt.get("best_val_acc"))}
-
-
-def score(ckpt: dict, test) -> tuple[float, float]:
-    """Top-1 and top-5 accuracy of a checkpoint on a CharData split (the model's own classes)."""
-    model = checkpoint.model_from_checkpoint(ckpt)
-    probs = predict_probs([model], test.images, ckpt["params"], torch.device("cpu"))
-    order = {c: i for i, c in enumerate(ckpt["classes"])}
-    labels = torch.tensor([order[int(test.classes[y])] for y in test.labels])
-    top5 = probs.topk(5, dim=1).indices
-    return float((top5[:, 0] == labels).float().mean()), float(
-        (top5 == labels[:, None]).any(1).float().mean()
-    )
 
 
 def latency_ms(folder: Path, test, n: int = 200) -> float:
@@ -95,8 +82,9 @@ def latency_ms(folder: Path, test, n: int = 200) -> float:
     return statistics.median(times)
 
 
-def ship(run_dir: Path, test, out: Path) -> dict:
-    """Write the fp16 checkpoint and its card into `out`; returns the card."""
+def ship(run_dir: Path, source, test, out: Path) -> dict:
+    """Write the fp16 checkpoint and its card into `out`; returns the card. Both precisions are
+    scored by `real.score` (every class open) on `source`'s whole test split (`test`)."""
     ckpt = half(checkpoint.load(run_dir / "best.pt"))
     history = read_json(run_dir / "history.json", [])
     ckpt["params"] = {k: v for k, v in ckpt["params"].items() if k != "environment"}
@@ -104,8 +92,8 @@ def ship(run_dir: Path, test, out: Path) -> dict:
     checkpoint.save(out / "best.pt", ckpt)
     write_json(out / "params.json", read_json(run_dir / "params.json", ckpt["params"]))
     write_json(out / "history.json", history)
-    top1, top5 = score(ckpt, test)
-    fp32_top1, _ = score(checkpoint.load(run_dir / "best.pt"), test)
+    shipped = real.score(out, source, device="cpu")
+    fp32 = real.score(run_dir, source, device="cpu")
     p = ckpt["params"]
     card = {
         "model": "ResNet-18" if p.get("model", "resnet18") == "resnet18" else p["model"],
@@ -122,10 +110,10 @@ def ship(run_dir: Path, test, out: Path) -> dict:
         "best_val_acc": ckpt.get("best_val_acc"),
         "measured_on": "EMNIST test split",
         "test_images": len(test),
-        "accuracy": round(top1, 4),
-        "top5_accuracy": round(top5, 4),
+        "accuracy": round(shipped["accuracy"], 4),
+        "top5_accuracy": round(shipped["top5_accuracy"], 4),
         "precision": "fp16 weights (loaded into fp32)",
-        "fp32_accuracy": round(fp32_top1, 4),
+        "fp32_accuracy": round(fp32["accuracy"], 4),
         "size_mb": round((out / "best.pt").stat().st_size / 1e6, 2),
         "sha256": file_digest(out / "best.pt"),
         "latency_ms": round(latency_ms(out, test), 2),
