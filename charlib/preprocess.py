@@ -1,12 +1,16 @@
 """One path from anything a user hands the model (file, PIL image, array, strokes) to its input.
 
-Every input becomes an 8-bit white-on-black image (`to_image`). One like the training images
-(small, on a black background: a dataset PNG) is used as it is; anything else - the pad's
-strokes once rasterised, a photo, a scan, a large drawing - goes through `ink.find`, which
-keeps the ink alone at the stroke width the run trained on (see charlib/ink.py, step by step).
-Then `canonical` crops the ink, centres it in a square whose side the ink fills as much as it
-filled the training images (`ink_fill`, measured when the run trained) and resizes it to the
-training images' size; `augment.eval_input` - the transform training evaluates with - finishes.
+Every input becomes an 8-bit white-on-black image (`to_image`). A small crop on a plain
+background (a dataset PNG, a scan already cut to one character) is used as it is; anything
+else - the pad's strokes once rasterised, a photo, a scan, a large drawing - goes through
+`ink.find`, which keeps the ink alone at the stroke width the run trained on (see
+charlib/ink.py, step by step). A crop like the training images (`is_clean`: its ink reaches
+near full white, as EMNIST's and the synthetic images' does) is then fitted to the size as it
+is; anything else goes to `canonical`, which crops the ink, centres it in a square whose side
+the ink fills as much as it filled the training images (`ink_fill`, measured when the run
+trained), resizes it to the training images' size and stretches its ink to full white (a faint
+scan cut to 28 px reads as the training images do); `augment.eval_input` - the transform
+training evaluates with - finishes.
 A drawing made on a computer (`is_digital`: a saved pad drawing, a paint program's PNG) skips
 `ink.find`, as the pad's strokes do: it has no paper, light or ruling to take away.
 The ink box and the contrast stretch here are also how `synth` frames its glyphs.
@@ -26,9 +30,11 @@ from charlib.strokes import Strokes, rasterize
 
 # The ink's longer side over the image side, when a run does not record its own (EMNIST's frame).
 DEFAULT_FILL = 24 / IMAGE_SIZE
-# An image is clean (used as it is) when it is small, like the training images, and at least
-# half of it is at or under CLEAN_LEVEL (after polarity); anything else goes through `ink.find`.
-CLEAN_LEVEL, CLEAN_SIDE = 8, 64
+# A crop (used as it is) is small, like the training images, with at least half of it at or
+# under CLEAN_LEVEL (after polarity); anything else goes through `ink.find`. A crop is clean
+# (fitted as it is) when its ink reaches CLEAN_PEAK, as the training images' does (EMNIST's and
+# the synthetic ones reach full white); a dim one (a faint scan cut to 28 px) is `canonical`'s.
+CLEAN_LEVEL, CLEAN_SIDE, CLEAN_PEAK = 8, 64, 224
 
 
 def model_view(
@@ -41,31 +47,38 @@ def model_view(
     `ink.find` and framed by `canonical`.
     """
     img = to_image(x, stroke_width=stroke_width)
-    if is_clean(img):
+    if is_clean(img):  # a training-like image: as it is
         return None if ink_box(img) is None else images.fit_square(img, size)
     return canonical(img, size=size, fill=fill)
 
 
 def to_image(x, *, stroke_width: float = ink.DEFAULT_WIDTH) -> np.ndarray:
-    """Any input as clean uint8 white-on-black: a training-like image as it is, anything else
-    (strokes rasterised, photos, scans, large drawings) through `ink.find`."""
+    """Any input as clean uint8 white-on-black: a small crop on a plain background as it is,
+    anything else (strokes rasterised, photos, scans, large drawings) through `ink.find`."""
     if isinstance(x, list):
         x = Strokes(x)
     if isinstance(x, Strokes):  # our own raster: a black canvas, nothing to take away
         return ink.drawn(rasterize(x), width=stroke_width)
     img, inverted = decode_any(x)
-    if is_clean(img):
+    if is_crop(img):
         return img
     if is_digital(img):  # a saved pad drawing or a paint program's: the pad's own path
         return ink.drawn(img, width=stroke_width)
     return ink.find(255 - img if inverted else img, width=stroke_width)  # as it was taken
 
 
-def is_clean(img: np.ndarray) -> bool:
-    """Whether a white-on-black image is like the training images (small, black background)."""
+def is_crop(img: np.ndarray) -> bool:
+    """Whether a white-on-black image is a small crop on a plain black background, like a
+    dataset's images: no paper, light or ruling to take away."""
     if max(img.shape) > CLEAN_SIDE:
         return False
     return bool(np.count_nonzero(img <= CLEAN_LEVEL) * 2 >= img.size)
+
+
+def is_clean(img: np.ndarray) -> bool:
+    """Whether a white-on-black image is like the training images: a small crop whose ink
+    reaches near full white (CLEAN_PEAK); a dim one is framed and stretched by `canonical`."""
+    return is_crop(img) and int(img.max()) >= CLEAN_PEAK
 
 
 def is_digital(img: np.ndarray) -> bool:

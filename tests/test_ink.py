@@ -152,3 +152,118 @@ def test_stroke_width_of_training_images():
     width = ink.stroke_width(stack)
     assert 0.05 < width < 0.4
     assert ink.stroke_width(stack[:0]) == ink.DEFAULT_WIDTH
+
+
+# Real photos: borders, neighbours, faint pencil, thin pens and small characters in wide crops.
+
+
+def on_paper(glyph, frame, top, left, side, *, paper=200.0, contrast=150.0, noise=0.0, seed=0):
+    """A grey photo (dark ink on light paper) of a 28 px glyph drawn `side` px tall at top/left."""
+    rng = np.random.default_rng(seed)
+    page = np.full((frame[0] + side, frame[1] + side), paper, np.float32)  # a glyph may overhang
+    big = np.asarray(Image.fromarray(glyph).resize((side, side), Image.Resampling.BICUBIC))
+    page[top : top + side, left : left + side] -= contrast * (big / 255.0)
+    page = page[: frame[0], : frame[1]] + (rng.normal(0, noise, frame) if noise else 0)
+    return np.clip(page, 0, 255).astype(np.uint8)
+
+
+def ring(side=28, thickness=3.0, radius=9.0):
+    """A white-on-black 'O': a ring of the given stroke thickness."""
+    yy, xx = np.mgrid[:side, :side] - (side - 1) / 2
+    r = np.hypot(yy / 1.25, xx)
+    return (np.clip(thickness / 2 - np.abs(r - radius) + 0.5, 0, 1) * 255).astype(np.uint8)
+
+
+def holes(mask: np.ndarray) -> int:
+    """How many enclosed holes a mask's ink has."""
+    from scipy import ndimage
+
+    return ndimage.label(ndimage.binary_fill_holes(mask) & ~mask)[1]
+
+
+def test_cell_borders_at_the_edges_of_a_crop_are_not_ink():
+    """A digit in a register's cell: the border lines at the crop's edges are the paper's."""
+    seven = glyph28("7")
+    photo = on_paper(seven, (300, 260), 60, 50, 170, noise=3)
+    clean = seen(photo)
+    bordered = photo.copy()
+    bordered[278:284, :] = 70  # the cell's bottom border, across the whole crop
+    bordered[:, 6:11] = 80  # its left border
+    bordered[:3, :] = 90  # the top border, cut by the crop's edge
+    got = seen(bordered)
+    assert got is not None and overlap(got, clean) > 0.8
+
+
+def test_a_border_the_character_touches_is_still_taken_away():
+    one = glyph28("1")
+    photo = on_paper(one, (300, 300), 30, 60, 240, noise=2)
+    clean = seen(photo)
+    touching = photo.copy()
+    touching[262:268, :] = 60  # the bottom border, which the 1's foot reaches
+    got = seen(touching)
+    assert got is not None and overlap(got, clean) > 0.7
+
+
+def test_a_neighbours_fragment_cut_by_the_edge_is_dropped():
+    letter = glyph28("A")
+    photo = on_paper(letter, (260, 260), 45, 45, 170)
+    clean = seen(photo)
+    nextdoor = photo.copy()
+    neighbour = on_paper(glyph28("O"), (260, 260), 50, 150, 160)
+    nextdoor[:, 225:] = neighbour[:, 225:]  # the left edge of the next character, cut by the crop
+    got = seen(nextdoor)
+    assert got is not None and overlap(got, clean) > 0.8
+
+
+def test_faint_pencil_on_grey_paper_is_found():
+    """A pale 0 on grey paper: little contrast, but far above the noise."""
+    zero = ring()
+    photo = on_paper(zero, (400, 300), 80, 40, 220, paper=170, contrast=20, noise=1.5)
+    got = seen(photo)
+    assert got is not None and overlap(got, seen(on_paper(zero, (400, 300), 80, 40, 220))) > 0.6
+
+
+def test_a_stroke_fading_to_faint_stays_one_stroke():
+    """An O whose left half is pressed lightly: it stays a whole O, not a ')' ."""
+    zero = ring().astype(np.float32)
+    zero[:, :14] *= 0.3
+    photo = on_paper(zero.astype(np.uint8), (300, 300), 40, 40, 220, noise=1.5)
+    got = seen(photo)
+    assert got is not None and overlap(got, seen(on_paper(ring(), (300, 300), 40, 40, 220))) > 0.6
+
+
+def test_thin_strokes_are_thickened_without_closing_loops_or_merging():
+    """A thin 8 with small loops and two close strokes beside it, brought to the training width."""
+    from scipy import ndimage
+
+    mask = np.zeros((200, 200), bool)
+    yy, xx = np.mgrid[:200, :200]
+    for cy in (50, 66):  # an 8: two small loops, one pixel-thin stroke each
+        r = np.hypot(yy - cy, xx - 60)
+        mask |= np.abs(r - 7) < 1.2
+    mask[30:130, 150:153] = True  # a pair of strokes close together
+    mask[30:130, 160:163] = True
+    evened = ink.even_strokes(mask, ink.DEFAULT_WIDTH) > 127
+    assert holes(mask) == 2 and holes(evened) == 2
+    assert ndimage.label(evened)[1] == ndimage.label(mask)[1]
+    width = ink.measure(ndimage.distance_transform_edt(evened), evened)
+    assert width > ink.measure(ndimage.distance_transform_edt(mask), mask) * 1.5
+
+
+def test_a_small_character_in_a_wide_crop_keeps_its_shape():
+    """A 0 a fortieth of the width of a long strip: found at a resolution that keeps its hole."""
+    photo = on_paper(ring(thickness=2.0), (300, 4000), 100, 1900, 96, noise=2)
+    got = seen(photo)
+    assert got is not None and holes(got > 100) == 1
+    assert overlap(got, preprocess.model_view(ring(), size=28)) > 0.5
+
+
+def test_a_faint_scan_cut_to_28_px_is_stretched_and_framed_like_the_training_images():
+    """A pale, thin 7 in a 28 px crop (a scanned form's box): read at full white, framed."""
+    crop = (glyph28("7").astype(np.float32) * 0.45).astype(np.uint8)  # ink peaks at 115 of 255
+    paper = 255 - crop  # as scanned: grey strokes on white
+    got = seen(paper)
+    assert got is not None and got.max() == 255
+    assert overlap(got, glyph28("7")) > 0.6
+    emnist_like = glyph28("L")  # a training image itself is taken exactly as it is
+    assert np.array_equal(seen(emnist_like), emnist_like)
