@@ -30,6 +30,9 @@ DEFAULTS = {
     "contrast": 0.3,  # factor 1 ± contrast
     "stroke": 0.0,  # share of samples whose strokes are thickened or thinned by one pixel
     "elastic": 0.0,  # displacement of a smooth random field, fraction of half the side
+    # share of the training images replaced, once before training, by what the photo path makes
+    # of them (`photos.through_cleaner`: rendered as a photo, then cleaned by `ink.find`)
+    "photo": 0.0,
 }
 
 
@@ -47,6 +50,10 @@ def settings(overrides: dict | None = None) -> dict:
     bad |= {k: v for k, v in m.items() if k not in bad and not v >= 0}
     if bad:
         raise ValueError(f"augmentation magnitudes must be non-negative numbers, got {bad}")
+    if m["photo"] > 1:
+        raise ValueError(
+            f"augmentation photo is a share of the training images, 0 to 1; got {m['photo']}"
+        )
     return m
 
 
@@ -192,7 +199,7 @@ def preview(images: np.ndarray, *, seed: int = 0, **magnitudes) -> dict[str, np.
         "brightness / contrast": ["brightness", "contrast"],
         "stroke width": ["stroke"],
         "elastic": ["elastic"],
-        "all together": list(DEFAULTS),
+        "all together": [k for k in DEFAULTS if k != "photo"],
     }
     for title, keys in solo.items():
         if not any(m[k] for k in keys):
@@ -201,6 +208,13 @@ def preview(images: np.ndarray, *, seed: int = 0, **magnitudes) -> dict[str, np.
         g = torch.Generator().manual_seed(seed)
         out = augment(x, generator=g, **alone)
         panels[title] = (out.squeeze(1) * 255).round().byte().numpy()
+    if m["photo"]:  # before training, not per batch: every image here, as a share would be
+        from charlib import ink, photos, preprocess
+
+        seen = photos.through_cleaner(
+            images, 1.0, seed=seed, fill=preprocess.ink_fill(images), width=ink.stroke_width(images)
+        )[0]
+        panels["photo, through the cleaner"] = seen
     return panels
 
 

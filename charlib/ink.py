@@ -13,8 +13,9 @@ drawing larger than the training images) and returns only its ink, white on blac
    straight, within EDGE_BAND of the edge) are subtracted, even where the character touches them;
 5. threshold: Otsu's (scikit-image), never under INK_FLOOR of the ink's own contrast, with
    hysteresis: a stroke that fades (pencil pressed lightly) is followed down to FAINT_SHARE of
-   that level as long as it stays joined to clear ink; an image whose best ink does not stand
-   out from the noise is blank;
+   that level as long as it stays joined to clear ink, each pixel held to half the strongest
+   ink near it (so a dark stroke does not grow by its blurred edge); an image whose best ink
+   does not stand out from the noise is blank;
 6. strays: borders left as blobs hugging the edge, a neighbour's fragment cut by the
    frame's edge, and dust away from the character are dropped (an i's dot stays);
 7. refine: a character under REFINE_SIDE px in the reduced picture (small in a wide crop) is
@@ -45,6 +46,8 @@ MIN_CONTRAST, NOISE_RATIO = 24.0, 8.0
 # Ink is at least this share of the ink's own contrast above the paper (ruled lines go first);
 # ink joined to it is followed down to FAINT_SHARE of that level (hysteresis).
 INK_FLOOR, FAINT_SHARE = 0.35, 0.4
+# Faint ink is judged against the strongest ink within this share of the side around it.
+LOCAL_WINDOW = 0.03
 # Ruled lines: thinner than RULE_THICK of the image side, across RULE_SPAN of the page, and at
 # least RULE_LINES of them (one long thin stroke is a character's, not the paper's). A border
 # is one such line (up to EDGE_THICK × as thick) within EDGE_BAND of the frame's edge.
@@ -108,7 +111,11 @@ def ink_mask(work: np.ndarray, *, light: bool) -> tuple[np.ndarray, np.ndarray] 
         return None
     level = max(otsu, INK_FLOOR * contrast)
     low = max(FAINT_SHARE * level, NOISE_RATIO / 2 * noise)
-    mask = apply_hysteresis_threshold(smooth, low, level)
+    # Each pixel against the ink around it: half the local peak, between `low` and `level`, so
+    # a faint stroke is kept down to `low` while a dark one keeps its edges at `level`.
+    window = max(5, round(max(smooth.shape) * LOCAL_WINDOW))
+    local = np.clip(0.5 * ndimage.maximum_filter(smooth, window), low, level)
+    mask = apply_hysteresis_threshold(smooth, low, level) & (smooth > local)
     # What is left of a line taken away is not followed: there, ink must be clear on its own.
     mask &= (smooth > level) | ~ndimage.binary_dilation(lines > 0, iterations=2)
     return mask, np.clip(smooth - low, 0, None)

@@ -4,17 +4,23 @@
 into the bytes of an image file: the glyph's shape drawn with a pen of a chosen colour and width
 on paper, with the degradations named (one, several or none; `DEGRADATIONS` lists them). The
 robustness benchmark, the tests and notebook 05 use it to measure and show how `preprocess`
-reads such pictures; none of it is used for training.
+reads such pictures. `through_cleaner` is the optional training augmentation "photo": a share
+of the training images rendered as photos and read back through the photo path, so that a
+model learns what the cleaner leaves.
 """
 
 from __future__ import annotations
 
 import io
+import os
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-from charlib.preprocess import ink_box
+from charlib.preprocess import ink_box, model_view
+from charlib.progress import bar
 
 DEGRADATIONS = {
     "paper": "off-white paper tone and a lighting gradient across the page",
@@ -147,3 +153,54 @@ def _camera(photo: np.ndarray, rng, d: set) -> np.ndarray:
     if "noise" in d:
         photo = photo + rng.normal(0, 10, photo.shape).astype(np.float32)
     return np.clip(photo, 0, 255).round().astype(np.uint8)
+
+
+# Training images handed through a photo and the cleaner (the augmentation "photo"): each
+# degradation is drawn with this probability (one pen and one ruling at most).
+TRAIN_MIX = 0.3
+PENS, RULINGS = ("thin_pen", "thick_pen"), ("lined", "squared")
+
+
+def random_degradations(rng: np.random.Generator) -> tuple[str, ...]:
+    """A random set of degradations, as a photo a user takes might have."""
+    plain = [d for d in DEGRADATIONS if d not in (*PENS, *RULINGS, "large")]
+    chosen = [d for d in plain if rng.random() < TRAIN_MIX]
+    for group in (PENS, RULINGS):
+        if rng.random() < TRAIN_MIX:
+            chosen.append(group[int(rng.integers(len(group)))])
+    return tuple(chosen)
+
+
+def through_cleaner(
+    images: np.ndarray, share: float, *, seed: int = 0, fill: float, width: float, workers=None
+) -> tuple[np.ndarray, int]:
+    """Training images with `share` of them (chosen by `seed`) replaced by what the photo path
+    makes of them: each rendered as a photo (`render`, random degradations) and read back by
+    `preprocess.model_view` at the images' size, the run's `fill` and stroke `width`. A picture
+    the cleaner finds blank keeps its original. Returns (images, how many were replaced)."""
+    if not 0 <= share <= 1:
+        raise ValueError(f"photo share must be between 0 and 1, got {share!r}")
+    rng = np.random.default_rng(seed)
+    pick = np.flatnonzero(rng.random(len(images)) < share)
+    jobs = [
+        (images[i], int(s), fill, width)
+        for i, s in zip(pick, rng.integers(2**31, size=len(pick)), strict=True)
+    ]
+    out = images.copy()
+    replaced = 0
+    workers = 1 if len(jobs) < 256 else workers or min(4, os.cpu_count() or 1)
+    with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+        seen = pool.map(_through_one, jobs, chunksize=64) if pool else map(_through_one, jobs)
+        for i, view in zip(
+            pick, bar(seen, total=len(pick), desc="photos through the cleaner"), strict=True
+        ):
+            if view is not None:
+                out[i], replaced = view, replaced + 1
+    return out, replaced
+
+
+def _through_one(job) -> np.ndarray | None:
+    glyph, seed, fill, width = job
+    rng = np.random.default_rng(seed)
+    picture = render(glyph, rng, random_degradations(rng))
+    return model_view(picture, size=glyph.shape[0], fill=fill, stroke_width=width)

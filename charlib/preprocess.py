@@ -49,7 +49,23 @@ def model_view(
     img = to_image(x, stroke_width=stroke_width)
     if is_clean(img):  # a training-like image: as it is
         return None if ink_box(img) is None else images.fit_square(img, size)
+    if is_crop(img):  # a dim crop: a faint scan cut small
+        img = dim_crop(img)
     return canonical(img, size=size, fill=fill)
+
+
+def dim_crop(img: np.ndarray) -> np.ndarray:
+    """A dim crop's levels spread from its paper (CLEAN_LEVEL and under: black) to its brightest
+    ink (full white), so faint pencil is ink to `canonical` as dark pen is; then without the
+    strays `ink.drop_strays` drops from a photo (a neighbour's fragment at the edge, dust)."""
+    top = float(img.max())
+    if top <= 2 * CLEAN_LEVEL:
+        return img  # nothing over the paper's own noise: blank
+    out = (img.astype(np.float32) - CLEAN_LEVEL) * (255.0 / (top - CLEAN_LEVEL))
+    out = np.clip(out, 0, 255).round().astype(np.uint8)
+    mask = out > INK_LEVEL
+    stray = mask & ~ink.drop_strays(mask, out.astype(np.float32))
+    return np.where(stray, 0, out).astype(np.uint8)
 
 
 def to_image(x, *, stroke_width: float = ink.DEFAULT_WIDTH) -> np.ndarray:

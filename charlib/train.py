@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from charlib import augment as aug
-from charlib import budget, checkpoint, distributed, ink, paths, preprocess
+from charlib import budget, checkpoint, distributed, ink, paths, photos, preprocess
 from charlib.batches import SOURCES
 from charlib.env import device_name, environment
 from charlib.files import read_json, write_json
@@ -181,11 +181,31 @@ def fit(
     resuming = resume and (run_dir / "last.pt").is_file()
     check_target(run_dir, resume=resume, overwrite=overwrite, smoke=smoke)
     run_dir.mkdir(parents=True, exist_ok=True)
+    train = _through_photos(train, params)
     t = _setup(distributed.shard(train, group), params, num_workers, group)
     val = distributed.shard(val, group, equal=False)  # validated in parts, then summed
     _plan(t, val, run_dir if resuming else None, start)
     history = _run(t, val, run_dir, resume, progress=progress, callback=callback)
     return summarize(history, params, run_dir) | {"fit_seconds": time.perf_counter() - start}
+
+
+def _through_photos(train, params: dict):
+    """The training images with the augmentation "photo"'s share seen through photos and the
+    cleaner (seeded by the run's seed; the run's ink fill and stroke width already measured)."""
+    share = params["augmentation"]["photo"]
+    if not share:
+        return train
+    images, replaced = photos.through_cleaner(
+        train.images,
+        share,
+        seed=params["seed"],
+        fill=params["ink_fill"],
+        width=params["stroke_width"],
+    )
+    report(
+        f"photo augmentation: {replaced:,} of {len(train):,} training images through the cleaner"
+    )
+    return replace(train, images=images)
 
 
 def _run(t: _Training, val, run_dir: Path, resume: bool, *, progress: bool, callback) -> list:

@@ -96,3 +96,16 @@ def test_settings_are_checked_before_training(overrides, message):
 def test_settings_are_the_defaults_with_overrides():
     assert aug.settings(None) == aug.DEFAULTS
     assert aug.settings({"rotation": 20}) == {**aug.DEFAULTS, "rotation": 20}
+
+
+def test_photo_is_a_share_and_its_panel_is_the_photo_path():
+    with pytest.raises(
+        ValueError, match="photo is a share of the training images, 0 to 1; got 1.5"
+    ):
+        aug.settings({"photo": 1.5})
+    images = np.stack([glyph(65 + k, 28, seed=k) for k in range(3)])
+    images = 255 - images  # white on black, like the training images
+    panels = aug.preview(images, photo=0.3)
+    seen = panels["photo, through the cleaner"]
+    assert seen.shape == images.shape and not np.array_equal(seen, images)
+    assert "photo, through the cleaner" not in aug.preview(images)  # off by default

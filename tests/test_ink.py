@@ -267,3 +267,15 @@ def test_a_faint_scan_cut_to_28_px_is_stretched_and_framed_like_the_training_ima
     assert overlap(got, glyph28("7")) > 0.6
     emnist_like = glyph28("L")  # a training image itself is taken exactly as it is
     assert np.array_equal(seen(emnist_like), emnist_like)
+
+
+def test_a_faint_crop_keeps_its_faintest_strokes_and_loses_its_neighbours_fragment():
+    """Pencil barely over the paper (peak 30 of 255) is a character; a fragment of the next
+    character cut by the crop's right edge is not."""
+    faint = (glyph28("O").astype(np.float32) * 30 / 255).astype(np.uint8)
+    got = seen(255 - faint)
+    assert got is not None and overlap(got, seen(255 - glyph28("O"))) > 0.6
+    crop = (glyph28("L").astype(np.float32) * 0.6).astype(np.uint8)
+    with_next = crop.copy()
+    with_next[8:16, 25:] = 120  # the next character's bar, cut by the edge
+    assert overlap(seen(255 - with_next), seen(255 - crop)) > 0.9

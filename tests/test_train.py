@@ -242,3 +242,21 @@ def test_compiled_training_step_follows_the_same_loss_curve(tmp_path):
         json.loads((tmp_path / "aot_eager" / "params.json").read_text())["compile"] == "aot_eager"
     )
     np.testing.assert_allclose(curves["aot_eager"], curves[False], rtol=1e-3)
+
+
+def test_photo_augmentation_trains_on_what_the_cleaner_leaves(tmp_path):
+    from charlib import photos
+
+    data = tiny(classes=4, per_class=8)
+    fill, width = 0.8, 0.15
+    once, replaced = photos.through_cleaner(data.images, 0.5, seed=3, fill=fill, width=width)
+    again, _ = photos.through_cleaner(data.images, 0.5, seed=3, fill=fill, width=width)
+    assert np.array_equal(once, again) and 0 < replaced <= len(data)  # seeded: same share
+    changed = (once != data.images).any(axis=(1, 2)).sum()
+    assert changed == replaced and replaced < len(data)
+    assert np.array_equal(data.images, tiny(classes=4, per_class=8).images)  # input untouched
+    with pytest.raises(ValueError, match="photo share must be between 0 and 1"):
+        photos.through_cleaner(data.images, 2.0, fill=fill, width=width)
+    cpu_fit(data, run_dir=tmp_path / "r", epochs=1, batch_size=16, augmentation={"photo": 0.5})
+    params = json.loads((tmp_path / "r" / "params.json").read_text())
+    assert params["augmentation"]["photo"] == 0.5
