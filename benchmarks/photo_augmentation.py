@@ -32,7 +32,7 @@ import real_photos  # noqa: E402
 from scoring import machine, write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-LR_SHARE = 0.2  # of the base's peak learning rate: a fine-tune, not a new training
+LR_SHARE = 0.05  # of the base's peak learning rate: a fine-tune, not a new training
 
 
 def tune(base: Path, name: str, data, photo: float, args) -> Path:

@@ -181,8 +181,7 @@ def fit(
     resuming = resume and (run_dir / "last.pt").is_file()
     check_target(run_dir, resume=resume, overwrite=overwrite, smoke=smoke)
     run_dir.mkdir(parents=True, exist_ok=True)
-    train = _through_photos(train, params)
-    t = _setup(distributed.shard(train, group), params, num_workers, group)
+    t = _setup(distributed.shard(_through_photos(train, params), group), params, num_workers, group)
     val = distributed.shard(val, group, equal=False)  # validated in parts, then summed
     _plan(t, val, run_dir if resuming else None, start)
     history = _run(t, val, run_dir, resume, progress=progress, callback=callback)
