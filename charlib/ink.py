@@ -117,7 +117,8 @@ def ink_mask(work: np.ndarray, *, light: bool) -> tuple[np.ndarray, np.ndarray] 
     local = np.clip(0.5 * ndimage.maximum_filter(smooth, window), low, level)
     mask = apply_hysteresis_threshold(smooth, low, level) & (smooth > local)
     # What is left of a line taken away is not followed: there, ink must be clear on its own.
-    mask &= (smooth > level) | ~ndimage.binary_dilation(lines > 0, iterations=2)
+    if lines.any():
+        mask &= (smooth > level) | ~ndimage.binary_dilation(lines > 0, iterations=2)
     return mask, np.clip(smooth - low, 0, None)
 
 
@@ -227,26 +228,34 @@ def ruling(flat: np.ndarray) -> np.ndarray:
     out = np.zeros_like(flat)
     thick = max(3, round(max(flat.shape) * RULE_THICK))
     for axis in (1, 0):
-        lines = long_lines(flat, axis, thick)
+        along = runs_along(flat, axis)
+        lines = long_lines(along, axis, thick)
         if lines is not None and lines[-1] >= RULE_LINES:
             out = np.maximum(out, lines_at(*lines[:3]))
-        borders = long_lines(flat, axis, EDGE_THICK * thick)
-        if borders is not None:
-            thin, keep, labels, middles, _ = borders
-            size = flat.shape[1 - axis]
-            keep &= (middles < EDGE_BAND * size) | (middles > (1 - EDGE_BAND) * size)
-            out = np.maximum(out, lines_at(thin, keep, labels))
+        size = flat.shape[1 - axis]
+        band = max(3, round(EDGE_BAND * size))
+        for strip in (slice(0, band), slice(size - band, size)):  # only the edges hold borders
+            at = (slice(None), strip) if axis == 0 else (strip, slice(None))
+            borders = long_lines(along[at], axis, EDGE_THICK * thick)
+            if borders is not None:
+                out[at] = np.maximum(out[at], lines_at(*borders[:3]))
     return out
 
 
-def long_lines(flat: np.ndarray, axis: int, thick: int):
-    """Thin straight runs along `axis` that span RULE_SPAN of the frame: (their strength, which
-    labels span it (index 0: none), the labels, each label's middle across the axis, how many
-    lines span it), or None."""
+def runs_along(flat: np.ndarray, axis: int) -> np.ndarray:
+    """A grey opening along `axis` over an eighth of the side: what runs straight that far."""
     from scipy import ndimage
 
     run = max(9, flat.shape[axis] // 8)
-    along = ndimage.maximum_filter1d(ndimage.minimum_filter1d(flat, run, axis), run, axis)
+    return ndimage.maximum_filter1d(ndimage.minimum_filter1d(flat, run, axis), run, axis)
+
+
+def long_lines(along: np.ndarray, axis: int, thick: int):
+    """Thin straight runs along `axis` (`runs_along`'s) that span RULE_SPAN of the frame: (their
+    strength, which labels span it (index 0: none), the labels, each label's middle across the
+    axis, how many lines span it), or None."""
+    from scipy import ndimage
+
     across = ndimage.maximum_filter1d(
         ndimage.minimum_filter1d(along, thick, 1 - axis), thick, 1 - axis
     )
@@ -264,7 +273,7 @@ def long_lines(flat: np.ndarray, axis: int, thick: int):
     group = np.cumsum(np.concatenate([[0], np.diff(middles[order]) > thick / 2]))
     together = np.bincount(group, weights=spans[order])
     spans[order] = together[group]
-    long = spans >= RULE_SPAN * flat.shape[axis]
+    long = spans >= RULE_SPAN * along.shape[axis]
     keep = np.concatenate([[False], long])
     lines = len(np.unique(group[long[order]]))
     return thin, keep, labels, np.concatenate([[np.inf], middles]), lines
@@ -274,6 +283,8 @@ def lines_at(thin: np.ndarray, keep: np.ndarray, labels: np.ndarray) -> np.ndarr
     """The strength of the kept lines (and a pixel around them), zero elsewhere."""
     from scipy import ndimage
 
+    if not keep.any():
+        return np.zeros_like(thin)
     near = ndimage.binary_dilation(keep[labels], iterations=1)
     return np.where(near, thin, 0)
 
