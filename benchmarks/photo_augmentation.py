@@ -13,7 +13,7 @@ benchmarks/real_photos.py's own scoring) and on the whole EMNIST test split (`re
 
 Usage: python benchmarks/photo_augmentation.py [--base reference] [--share 0.3]
            [--time-budget 420] [--epochs 6] [--per-class 300] [--prefix photo-aug]
-Writes benchmarks/results/photo_augmentation-cpu.json (and the misses galleries of each run, git-ignored).
+Writes benchmarks/results/photo_augmentation-cpu.json and each run's misses galleries.
 """
 
 from __future__ import annotations
