@@ -99,11 +99,12 @@ def ink_mask(work: np.ndarray, *, light: bool) -> tuple[np.ndarray, np.ndarray] 
     flat = np.clip(flat - lines, 0, None)
     sigma = max(1.0, max(flat.shape) / 640)
     smooth = ndimage.gaussian_filter(flat, sigma)
-    contrast = float(smooth.max() - np.median(smooth[::3, ::3]))  # over the paper's typical level
+    sample = smooth[::3, ::3]
+    contrast = float(smooth.max() - np.median(sample))  # over the paper's typical level
     otsu = float(threshold_otsu(smooth)) if smooth.max() > smooth.min() else float(smooth.max())
     # The smoothed noise's deviation: from neighbours' differences, or from the paper's own
     # spread (the pixels under Otsu's level) where the noise is coarser than a pixel (JPEG's).
-    paper_px = smooth[::3, ::3][smooth[::3, ::3] <= otsu]
+    paper_px = sample[sample <= otsu]
     paper_px = paper_px if paper_px.size else smooth.ravel()
     spread = 1.4826 * float(np.median(np.abs(paper_px - np.median(paper_px))))
     noise = max(noise_level(flat) / (2 * np.sqrt(np.pi) * sigma), spread)
