@@ -30,10 +30,11 @@ from charlib.strokes import Strokes, rasterize
 
 # The ink's longer side over the image side, when a run does not record its own (EMNIST's frame).
 DEFAULT_FILL = 24 / IMAGE_SIZE
-# A crop (used as it is) is small, like the training images, with at least half of it at or
-# under CLEAN_LEVEL (after polarity); anything else goes through `ink.find`. A crop is clean
-# (fitted as it is) when its ink reaches CLEAN_PEAK, as the training images' does (EMNIST's and
-# the synthetic ones reach full white); a dim one (a faint scan cut to 28 px) is `canonical`'s.
+# A crop (used as it is) is small, like the training images, with at least half of it (or its
+# whole frame) at or under CLEAN_LEVEL (after polarity); anything else goes through `ink.find`.
+# A crop is clean (fitted as it is) when its ink reaches CLEAN_PEAK, as the training images'
+# does (EMNIST's and the synthetic ones reach full white); a dim one (a faint scan cut to 28 px)
+# is `canonical`'s.
 CLEAN_LEVEL, CLEAN_SIDE, CLEAN_PEAK = 8, 64, 224
 
 
@@ -85,10 +86,13 @@ def to_image(x, *, stroke_width: float = ink.DEFAULT_WIDTH) -> np.ndarray:
 
 def is_crop(img: np.ndarray) -> bool:
     """Whether a white-on-black image is a small crop on a plain black background, like a
-    dataset's images: no paper, light or ruling to take away."""
+    dataset's images: no paper, light or ruling to take away. Plain means at least half of it
+    dark, or its whole frame dark (a heavy glyph that covers most of its crop, as some of
+    EMNIST's do)."""
     if max(img.shape) > CLEAN_SIDE:
         return False
-    return bool(np.count_nonzero(img <= CLEAN_LEVEL) * 2 >= img.size)
+    half_dark = np.count_nonzero(img <= CLEAN_LEVEL) * 2 >= img.size
+    return bool(half_dark or images.border(img).max() <= CLEAN_LEVEL)
 
 
 def is_clean(img: np.ndarray) -> bool:

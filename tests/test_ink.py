@@ -279,3 +279,15 @@ def test_a_faint_crop_keeps_its_faintest_strokes_and_loses_its_neighbours_fragme
     with_next = crop.copy()
     with_next[8:16, 25:] = 120  # the next character's bar, cut by the edge
     assert overlap(seen(255 - with_next), seen(255 - crop)) > 0.9
+
+
+def test_a_heavy_glyph_filling_most_of_its_crop_is_taken_as_it_is():
+    """A thick-penned 28 px training image whose ink covers more than half of it (EMNIST's test
+    split has such an M) is still a crop on a black frame: fitted as it is, never "nothing
+    drawn" because `ink.find` took its ink for paper."""
+    heavy = np.zeros((28, 28), np.uint8)
+    heavy[2:26, 2:12] = 255  # two thick legs and a thick bar: an H covering 64% of the crop
+    heavy[2:26, 16:26] = 255
+    heavy[11:17, 12:16] = 255
+    assert np.count_nonzero(heavy == 0) * 2 < heavy.size
+    assert np.array_equal(seen(heavy), images.fit_square(heavy, 28))
