@@ -164,7 +164,7 @@ def _evaluate(args) -> None:
         print(f"  wrote {name}")
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="charlib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
@@ -654,7 +654,7 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; expected failures print one line and return a non-zero status."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     from charlib.download import DownloadError
     from charlib.pipeline import NotebookFailed
 
