@@ -1,5 +1,5 @@
-"""Every architecture of `charlib.model.MODELS` trained the same way on the shared EMNIST data:
-test accuracy on the whole test split, training images/s, parameters and inference cost.
+"""Every architecture of `charlib.training.model.MODELS` trained the same way on the shared EMNIST
+data: test accuracy on the whole test split, training images/s, parameters and inference cost.
 
 Each model trains with the fast recipe within the same time budget (a CPU is slow: the default
 is 120 s per model there; a GPU trains the recipe's epochs), so the table says what each
@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from charlib import checkpoint
-from charlib.data import load_dataset
-from charlib.env import device_name, environment
-from charlib.model import MODELS, predict_probs
-from charlib.train import fit
+from charlib.common.env import device_name, environment
+from charlib.data.loading import load_dataset
+from charlib.training import checkpoint
+from charlib.training.model import MODELS, predict_probs
+from charlib.training.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 

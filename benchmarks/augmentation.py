@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from charlib import checkpoint
-from charlib.data import load_dataset
-from charlib.env import cpu_name, device_name, environment
-from charlib.model import evaluate_loss
-from charlib.train import fit
+from charlib.common.env import cpu_name, device_name, environment
+from charlib.data.loading import load_dataset
+from charlib.training import checkpoint
+from charlib.training.model import evaluate_loss
+from charlib.training.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from charlib import checkpoint
-from charlib.data import load_dataset
-from charlib.env import device_name, environment
-from charlib.model import predict_probs
-from charlib.train import fit
+from charlib.common.env import device_name, environment
+from charlib.data.loading import load_dataset
+from charlib.training import checkpoint
+from charlib.training.model import predict_probs
+from charlib.training.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 

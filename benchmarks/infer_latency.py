@@ -12,8 +12,8 @@ Latency: p50/p95 over --repeats single-drawing calls after --warmup calls, in ms
 
 int8 (`--int8`, on by default when the shared EMNIST data is there): a model trained on EMNIST
 (`--int8-run R`, or one trained here at a 120 s CPU time budget), exported as fp32 ONNX and as
-static int8 ONNX (`charlib.export.int8`, calibrated on training images); both scored on the
-whole shared EMNIST test split (accuracy and the drop in points), and timed: one image through
+static int8 ONNX (`charlib.inference.export.int8`, calibrated on training images); both scored on
+the whole shared EMNIST test split (accuracy and the drop in points), and timed: one image through
 the session, one drawing end to end (Predictor), and a batch of 256 (images/s).
 Writes benchmarks/results/infer_latency-<device>.json.
 
@@ -35,14 +35,16 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from charlib import checkpoint, export
-from charlib.augment import eval_input
-from charlib.data import load_dataset
-from charlib.env import device_name, environment
-from charlib.infer import Predictor
-from charlib.model import resnet18
-from charlib.strokes import Strokes, rasterize
-from charlib.train import fit, resolve_params
+from charlib.common.env import device_name, environment
+from charlib.data.loading import load_dataset
+from charlib.inference import export
+from charlib.inference.infer import Predictor
+from charlib.training import checkpoint
+from charlib.training.augment import eval_input
+from charlib.training.model import resnet18
+from charlib.training.settings import Settings
+from charlib.training.train import fit
+from charlib.vision.strokes import Strokes, rasterize
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CHARLIB_SHARED_DATA") or ROOT.parent / "shared" / "data")
@@ -80,7 +82,7 @@ class SeedPath:
 
 def our_checkpoint(stem: str, device: str) -> dict:
     """A checkpoint as `fit` writes it (untrained weights: latency does not depend on them)."""
-    params = resolve_params("fast", device=device, stem=stem)
+    params = Settings(device=device, stem=stem).params()
     params.update(img_size=28, data_size=28, ink_fill=24 / 28, classes=CLASSES)
     model = resnet18(len(CLASSES), stem=stem, in_channels=params["channels"])
     return checkpoint.of_model(model, params)

@@ -29,7 +29,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as cache:
         os.environ["CHARLIB_CACHE_DIR"] = cache  # a cold cache, whatever ran before
-        from charlib.data import load_dataset
+        from charlib.data.loading import load_dataset
 
         start = time.perf_counter()
         ds = load_dataset(args.data, progress=False)

@@ -32,11 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from charlib import handwriting
-from charlib.codes import code_to_char
-from charlib.infer import Predictor
-from charlib.paths import data_dir
-from charlib.strokes import CANVAS_SIZE, PEN, Strokes
+from charlib.common.codes import code_to_char
+from charlib.common.paths import data_dir
+from charlib.data import handwriting
+from charlib.inference.infer import Predictor
+from charlib.vision.strokes import CANVAS_SIZE, PEN, Strokes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/scoring.py, shared
 from scoring import DIGITS, LOOKALIKES, machine, same, score, write_result  # noqa: E402, F401

@@ -23,9 +23,11 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from charlib import checkpoint, paths, real
-from charlib.data import load_dataset
-from charlib.train import fit
+from charlib.common import paths
+from charlib.data.loading import load_dataset
+from charlib.inference import real
+from charlib.training import checkpoint
+from charlib.training.train import fit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_photos  # noqa: E402

@@ -38,9 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-from charlib.codes import code_to_char
-from charlib.infer import Predictor
-from charlib.paths import data_dir
+from charlib.common.codes import code_to_char
+from charlib.common.paths import data_dir
+from charlib.inference.infer import Predictor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/scoring.py, shared
 from scoring import DIGITS, LOOKALIKES, machine, score, write_result  # noqa: E402

@@ -1,12 +1,12 @@
 """Build the shipped reference model: train on the shared EMNIST ByClass train split (or take a
 run trained so), store its weights as fp16 in a safe checkpoint, score it on the whole shared test
-split, time it on this CPU, and write charlib/reference/ with its card.
+split, time it on this CPU, and write charlib/common/reference/ with its card.
 
 Usage:
   python benchmarks/reference_model.py --train --time-budget 3600 --epochs 24   # train, then ship
   python benchmarks/reference_model.py --run emnist-ref                         # ship a run
 
-Writes charlib/reference/{best.pt, params.json, history.json, card.json, CARD.md} and
+Writes charlib/common/reference/{best.pt, params.json, history.json, card.json, CARD.md} and
 benchmarks/results/reference-cpu.json.
 """
 
@@ -20,15 +20,17 @@ from pathlib import Path
 
 import torch
 
-from charlib import checkpoint, paths, real
-from charlib.data import load_dataset
-from charlib.env import cpu_name, environment
-from charlib.files import file_digest, read_json, write_json
-from charlib.infer import Predictor
-from charlib.train import fit
+from charlib.common import paths
+from charlib.common.env import cpu_name, environment
+from charlib.common.files import file_digest, read_json, write_json
+from charlib.data.loading import load_dataset
+from charlib.inference import real
+from charlib.inference.infer import Predictor
+from charlib.training import checkpoint
+from charlib.training.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "charlib" / "reference"
+OUT = ROOT / "charlib" / "common" / "reference"
 RUN_NAME = "emnist-ref"
 
 

@@ -1,6 +1,6 @@
 """How well the Predictor reads characters handed in as photos and scans, against clean files.
 
-A fixed, class-balanced sample of the shared EMNIST test split is rendered by `charlib.photos`
+A fixed, class-balanced sample of the shared EMNIST test split is rendered by `charlib.data.photos`
 as a user would hand it in - written with a pen on paper, photographed or scanned - once per
 degradation (paper tone and lighting, shadow, noise, blur, JPEG, small and off-centre, blue
 ballpoint, thin and thick pens, rotation, ruled and squared paper, a 3000×4000 photo) and with
@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from charlib import photos
-from charlib.data import load_dataset
-from charlib.env import environment
-from charlib.infer import Predictor
-from charlib.paths import resolve_run
+from charlib.common.env import environment
+from charlib.common.paths import resolve_run
+from charlib.data import photos
+from charlib.data.loading import load_dataset
+from charlib.inference.infer import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL = ("paper", "shadow", "noise", "blur", "jpeg", "small", "blue_pen", "thin_pen", "rotation")
@@ -55,8 +55,8 @@ def model_run(name: str, data: Path, epochs: int) -> Path:
         return resolve_run(name)
     except (FileNotFoundError, ValueError):
         pass
-    from charlib.paths import runs_dir
-    from charlib.train import fit
+    from charlib.common.paths import runs_dir
+    from charlib.training.train import fit
 
     run_dir = Path(name) if os.sep in name else runs_dir() / name
     print(f"training {run_dir} on {data} for {epochs} epoch(s) (first time only)")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charlib.env import environment
+from charlib.common.env import environment
 
 DIGITS = "0123456789"
 TOP = 5

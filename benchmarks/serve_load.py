@@ -98,7 +98,7 @@ class Outcome:
 
 def jitter(drawing, rng: np.random.Generator):
     """A scripted drawing moved, scaled and shaken a little, kept on its canvas."""
-    from charlib.strokes import Strokes
+    from charlib.vision.strokes import Strokes
 
     scale, shift = rng.uniform(0.75, 1.1), rng.uniform(-25, 25, size=2)
     centre = np.array([drawing.width, drawing.height]) / 2
@@ -113,7 +113,7 @@ def jitter(drawing, rng: np.random.Generator):
 
 def png_of(drawing) -> bytes:
     """The drawing rasterised (white on black, its canvas size) as PNG bytes."""
-    from charlib.strokes import rasterize
+    from charlib.vision.strokes import rasterize
 
     buffer = io.BytesIO()
     Image.fromarray(rasterize(drawing)).save(buffer, format="PNG")
@@ -173,7 +173,7 @@ def malformed_request(n: int, drawing) -> Req:
 
 def build_requests(count: int, seed: int) -> list[Req]:
     """`count` requests in blocks of 10 (5 strokes, 2+2 PNG, 1 malformed), shuffled by seed."""
-    from charlib.strokes import SCRIPTED
+    from charlib.vision.strokes import SCRIPTED
 
     rng = np.random.default_rng(seed)
     block = ["strokes"] * 5 + ["png multipart"] * 2 + ["png raw"] * 2 + ["malformed"]
@@ -193,7 +193,7 @@ def build_requests(count: int, seed: int) -> list[Req]:
 
 def seed_requests(count: int, seed: int) -> list[Req]:
     """Raw PNG uploads of the jittered scripted drawings, for the seed stand-in."""
-    from charlib.strokes import SCRIPTED
+    from charlib.vision.strokes import SCRIPTED
 
     rng = np.random.default_rng(seed)
     drawings = list(SCRIPTED.values())
@@ -303,11 +303,11 @@ class Server:
 
 def make_run(folder: Path) -> Path:
     """A run folder holding an untrained checkpoint as `fit` writes it (CPU default stem)."""
-    from charlib import checkpoint
-    from charlib.model import resnet18
-    from charlib.train import resolve_params
+    from charlib.training import checkpoint
+    from charlib.training.model import resnet18
+    from charlib.training.settings import Settings
 
-    params = resolve_params("fast", device="cpu", stem="imagenet")
+    params = Settings(device="cpu", stem="imagenet").params()
     params.update(img_size=28, data_size=28, ink_fill=24 / 28, classes=EMNIST)
     emnist = Path(os.environ.get("CHARLIB_SHARED_DATA") or ROOT.parent / "shared" / "data")
     emnist /= "emnist-byclass"  # int8 calibrates on its training images (else synth-small's)
@@ -737,7 +737,7 @@ def main() -> None:
         seed_server(args.seed_server)
         return
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the servers are stopped too
-    from charlib.env import environment
+    from charlib.common.env import environment
 
     started, load_before = time.monotonic(), os.getloadavg()
     deadline = started + args.max_seconds

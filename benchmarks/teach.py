@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from charlib import finetune, handwriting, mine
-from charlib.data import load_dataset
-from charlib.env import device_name, environment
-from charlib.infer import Predictor
-from charlib.paths import resolve_run
+from charlib.common.env import device_name, environment
+from charlib.common.paths import resolve_run
+from charlib.data import handwriting, mine
+from charlib.data.loading import load_dataset
+from charlib.inference.infer import Predictor
+from charlib.training import finetune
 
 ROOT = Path(__file__).resolve().parents[1]
 CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

@@ -30,12 +30,12 @@ from pathlib import Path
 
 import torch
 
-from charlib.checkpoint import load as load_checkpoint
-from charlib.checkpoint import model_from_checkpoint
-from charlib.data import load_dataset
-from charlib.env import device_name, environment
-from charlib.model import predict_logits
-from charlib.train import fit
+from charlib.common.env import device_name, environment
+from charlib.data.loading import load_dataset
+from charlib.training.checkpoint import load as load_checkpoint
+from charlib.training.checkpoint import model_from_checkpoint
+from charlib.training.model import predict_logits
+from charlib.training.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 THRESHOLDS = (0.80, 0.83, 0.86, 0.88)
@@ -47,7 +47,7 @@ def train_flops_per_image(params: dict) -> float:
     """FLOPs of one training step (forward and backward) per image, counted by PyTorch."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from charlib.model import build
+    from charlib.training.model import build
 
     net = build(params["model"], len(params["classes"]), stem=params["stem"],
                 in_channels=params["channels"])  # fmt: skip

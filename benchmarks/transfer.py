@@ -24,15 +24,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from charlib import handwriting, synth
-from charlib.checkpoint import load as load_checkpoint
-from charlib.checkpoint import model_from_checkpoint
-from charlib.data import load_dataset
-from charlib.env import device_name, environment
-from charlib.files import read_json
-from charlib.model import predict_logits
-from charlib.paths import resolve_run
-from charlib.train import fit, summarize
+from charlib.common.env import device_name, environment
+from charlib.common.files import read_json
+from charlib.common.paths import resolve_run
+from charlib.data import handwriting, synth
+from charlib.data.loading import load_dataset
+from charlib.training.checkpoint import load as load_checkpoint
+from charlib.training.checkpoint import model_from_checkpoint
+from charlib.training.model import predict_logits
+from charlib.training.train import fit, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 

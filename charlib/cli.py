@@ -13,10 +13,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from charlib.files import atomic_write, write_json
-from charlib.pipeline import CELL_TIMEOUT
-from charlib.progress import bar
-from charlib.sources import SPLITS
+from charlib.common.files import atomic_write, write_json
+from charlib.common.progress import bar
+from charlib.data.sources import SPLITS
+from charlib.workflow.pipeline import CELL_TIMEOUT
 
 IMAGE_SUFFIXES = frozenset(ext for ext, fmt in Image.registered_extensions().items())
 QUICK_PER_CLASS = 20  # images per class for `evaluate --quick` (the seed's test_accuracy.py)
@@ -70,7 +70,7 @@ def _write_results(out: Path, rows: list[dict]) -> None:
 
 def _predict(args) -> None:
     """Print the top-k for each image; optionally write a CSV/JSON and a PNG visualisation."""
-    from charlib.infer import Predictor
+    from charlib.inference.infer import Predictor
 
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
@@ -113,7 +113,7 @@ def _predict(args) -> None:
         _write_results(out, rows)
         print(f"results written to {out}")
     if args.save_viz:
-        from charlib.plots import prediction_figure
+        from charlib.inference.plots import prediction_figure
 
         # the file as the user sees it (in colour, upright), what the model saw, the top-k
         figure = prediction_figure(files[0], prediction, title=files[0].name)
@@ -124,16 +124,16 @@ def _predict(args) -> None:
 
 def _evaluate(args) -> None:
     """Evaluate a run on a split and print the headline metrics and the files written."""
-    from charlib.evaluate import evaluate_run
-    from charlib.paths import resolve_run
-    from charlib.sources import split_label
+    from charlib.common.paths import resolve_run
+    from charlib.data.sources import split_label
+    from charlib.inference.evaluate import evaluate_run
 
     per_class = QUICK_PER_CLASS if args.quick else args.per_class
     if per_class is not None and per_class < 1:
         raise ValueError(f"--per-class must be at least 1, got {per_class}")
     if args.ensemble or args.tta:  # a combination of runs: printed, never written into a run
-        from charlib.evaluate import metrics as measure
-        from charlib.evaluate import predict_split
+        from charlib.inference.evaluate import metrics as measure
+        from charlib.inference.evaluate import predict_split
 
         runs = args.ensemble or [args.run]
         preds = predict_split(
@@ -213,6 +213,8 @@ def _finetune_parser(sub) -> None:
 
 
 def _train_parser(sub) -> None:
+    from charlib.training import settings
+
     train = sub.add_parser(
         "train",
         help="train a run without the notebooks (one process, or several under torchrun)",
@@ -222,16 +224,7 @@ def _train_parser(sub) -> None:
     )
     train.add_argument("--data", default="synth", help="folder, zip or preset (default: synth)")
     train.add_argument("--run-name", default=None, help="the run (default: <data>-YYYYMMDD-HHMM)")
-    train.add_argument("--recipe", default="fast", choices=("fast", "seed"))
-    train.add_argument(
-        "--model", default="resnet18", help="resnet18, resnet34, mobilenet_v3_small, ..."
-    )
-    train.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    train.add_argument("--epochs", type=int, default=None)
-    train.add_argument("--batch-size", type=int, default=None, help="per process")
-    train.add_argument("--lr", type=float, default=None, help="for one process (scaled by N)")
-    train.add_argument("--time-budget", default=None, help="seconds, auto or none (default: none)")
-    train.add_argument("--seed", type=int, default=0)
+    settings.add_flags(train)  # one flag per training setting (charlib/training/settings.py)
     train.add_argument(
         "--per-class", type=int, default=None, help="at most N training images per class"
     )
@@ -407,16 +400,6 @@ def _data_parser(sub) -> None:
     info.add_argument("source", help="dataset folder/zip, 'synth' or 'synth-small'")
 
 
-def _budget(text: str):
-    """--time-budget: 'auto', 'none' or seconds (their sign is checked with the parameters)."""
-    if text.lower() in ("auto", "none"):
-        return None if text.lower() == "none" else "auto"
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"--time-budget takes seconds, 'auto' or 'none', got {text!r}") from None
-
-
 def _literal(text: str):
     import ast
 
@@ -440,13 +423,14 @@ def _params(items: list[str]) -> dict:
 def _sweep(args) -> None:
     """Every combination trained and evaluated in turn (side by side on several GPUs), a line
     each, then the comparison report."""
-    from charlib import data, sweep
+    from charlib.data import loading
+    from charlib.workflow import sweep
 
     axes = dict(sweep.parse_axis(item, _literal) for item in args.grid)
     fixed = _params(args.param)
     limit = args.max or sweep.MAX_COMBINATIONS
     sweep.check(args.name, axes, fixed, limit=limit)
-    data.check_source(data.smoke_source(fixed.get("DATA", "synth"), args.smoke))
+    loading.check_source(loading.smoke_source(fixed.get("DATA", "synth"), args.smoke))
     reports = Path(args.out) if args.out else None
     rows = sweep.run_sweep(
         args.name,
@@ -465,7 +449,7 @@ def _sweep(args) -> None:
 
 def _reproduce(args) -> None:
     """Retrain a run into a new one and print both runs' test metrics side by side."""
-    from charlib.reproduce import reproduce
+    from charlib.workflow.reproduce import reproduce
 
     table = reproduce(args.run, args.into, device=args.device)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -477,7 +461,9 @@ def _run(args) -> None:
     """Check everything, then run the notebooks: a bad name, value, data source or run name
     stops here in one line, before the first notebook starts. Notebook 06 joins when there is
     more than one run to compare."""
-    from charlib import paths, pipeline
+    from charlib.common import paths
+    from charlib.training import settings
+    from charlib.workflow import pipeline
 
     given = _params(args.param)
     chosen = pipeline.select(pipeline.discover(), args.only)  # a typo fails now, not later
@@ -487,7 +473,7 @@ def _run(args) -> None:
     flags = {"DATA": args.data, "EPOCHS": args.epochs}
     params |= {k: v for k, v in flags.items() if v is not None}
     if args.time_budget is not None:
-        params["TIME_BUDGET"] = _budget(args.time_budget)
+        params["TIME_BUDGET"] = settings.parse_budget(args.time_budget)
     params |= {"OVERWRITE": True} if args.overwrite else {}
     params |= given
     params["RUN_NAME"] = _run_name(args, params, numbers)
@@ -506,7 +492,7 @@ def _run(args) -> None:
 
 
 def _trained_runs() -> set[str]:
-    from charlib import paths
+    from charlib.common import paths
 
     return {p.parent.name for p in paths.runs_dir().glob("*/params.json")}
 
@@ -514,7 +500,8 @@ def _trained_runs() -> set[str]:
 def _run_name(args, params: dict, numbers: set[str]) -> str:
     """The run 03-05 share: runs/smoke for --smoke; the name given; else a new one when 03
     trains (never an earlier run's folder), or the latest trained run for 04/05."""
-    from charlib import paths, train
+    from charlib.common import paths
+    from charlib.training import settings, train
 
     named = args.run_name or params.get("RUN_NAME")
     if args.smoke and named:
@@ -526,9 +513,7 @@ def _run_name(args, params: dict, numbers: set[str]) -> str:
     elif not named:
         return paths.resolve_run(None).name if numbers & {"04", "05"} else "unnamed"
     if "03" in numbers:
-        recipe, device = params.get("RECIPE", "fast"), params.get("DEVICE", "auto")
-        knobs = {k.lower(): params.get(k) for k in ("EPOCHS", "BATCH_SIZE", "LR", "STEM")}
-        train.resolve_params(recipe, device=device, time_budget=params.get("TIME_BUDGET"), **knobs)
+        settings.from_notebook(params).params()  # checked before any notebook starts
         train.check_target(
             paths.resolve_run(named, trained=False),
             resume=bool(params.get("RESUME")),
@@ -542,30 +527,30 @@ def _run_name(args, params: dict, numbers: set[str]) -> str:
 
 def _check_data(params: dict, numbers: set[str]) -> None:
     """The data source exists (AlphaNum downloaded, built-in sets generated) before 01 starts."""
-    from charlib import data
+    from charlib.data import loading
 
     if "DATA" not in params and not numbers & {"01", "02", "03"}:
         return
     # Generated or downloaded here, with a progress bar, rather than silently inside a notebook.
-    data.check_source(data.smoke_source(params.get("DATA", "synth"), params["SMOKE"]))
+    loading.check_source(loading.smoke_source(params.get("DATA", "synth"), params["SMOKE"]))
 
 
 def _data(args) -> None:
     if args.what == "alphanum":
-        from charlib.download import download_alphanum
+        from charlib.data.download import download_alphanum
 
         print(f"AlphaNum is in {download_alphanum(args.dest, endpoint=args.endpoint)}")
     elif args.what == "emnist":
-        from charlib import emnist
+        from charlib.data import emnist
 
         dest = emnist.ensure(args.dest, url=args.url, keep_archive=args.keep_archive)
         print(f"EMNIST ByClass is in {dest}")
     elif args.what == "synth":
-        from charlib import synth
+        from charlib.data import synth
 
         print(f"synthetic data is in {synth.ensure(args.preset, seed=args.seed)}")
     else:
-        from charlib.data import load_dataset
+        from charlib.data.loading import load_dataset
 
         ds = load_dataset(args.source)
         print(ds.report)
@@ -575,11 +560,12 @@ def _data(args) -> None:
 
 def _train(args) -> None:
     """Train one run; under torchrun every process runs this and rank 0 alone prints and writes."""
-    from charlib import distributed, paths, train
-    from charlib.data import load_dataset
+    from charlib.common import paths
+    from charlib.data.loading import load_dataset
+    from charlib.training import distributed, settings, train
 
-    budget = _budget(args.time_budget) if args.time_budget is not None else None
-    group = distributed.join(args.device)
+    chosen = settings.from_args(args)
+    group = distributed.join(chosen.device)
     name = args.run_name or paths.new_run_name(Path(str(args.data)).stem)
     run_dir = paths.resolve_run(distributed.from_main(group, name), trained=False)
     if not group.main:
@@ -589,10 +575,8 @@ def _train(args) -> None:
         distributed.from_main(group, None)
     part = ds.train.subset(args.per_class, args.seed) if args.per_class else ds.train
     summary = train.fit(
-        part, ds.validation, run_dir=run_dir, recipe=args.recipe, device=args.device,
-        seed=args.seed, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, time_budget=budget, resume=args.resume, overwrite=args.overwrite,
-        progress=group.main, data_source=str(args.data),
+        part, ds.validation, chosen, run_dir=run_dir, resume=args.resume,
+        overwrite=args.overwrite, progress=group.main, data_source=str(args.data),
     )  # fmt: skip
     if group.main:
         print(
@@ -603,7 +587,7 @@ def _train(args) -> None:
 
 
 def _finetune(args) -> None:
-    from charlib import finetune
+    from charlib.training import finetune
 
     knobs = {"epochs": args.epochs, "replay": args.replay}
     summary = finetune.finetune(
@@ -617,20 +601,20 @@ def _finetune(args) -> None:
 
 
 def _serve(args) -> None:
-    from charlib import serve
+    from charlib.apps import serve
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be from 0 to 65535, got {args.port}")
     save_to = args.save_to
     if save_to == "":  # --save-to alone: the project's data/mine
-        from charlib import mine
+        from charlib.data import mine
 
         save_to = mine.default_dir()
     serve.serve(args.run, host=args.host, port=args.port, backend=args.backend, save_to=save_to)
 
 
 def _export(args) -> None:
-    from charlib import export
+    from charlib.inference import export
 
     if args.int8:
         print(f"int8 ONNX model written to {export.int8(args.run, args.out, data=args.data)}")
@@ -655,8 +639,8 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     """Entry point; expected failures print one line and return a non-zero status."""
     args = build_parser().parse_args(argv)
-    from charlib.download import DownloadError
-    from charlib.pipeline import NotebookFailed
+    from charlib.data.download import DownloadError
+    from charlib.workflow.pipeline import NotebookFailed
 
     try:
         COMMANDS[args.command](args)

@@ -116,8 +116,8 @@ def train_tiny(run_dir: Path) -> dict | None:
 
     It selects on the whole validation split, so evaluation can be checked against training.
     """
-    from charlib import train
-    from charlib.data import load_dataset
+    from charlib.data.loading import load_dataset
+    from charlib.training import train
 
     run_dir = Path(run_dir)
     if (run_dir / "best.pt").is_file():
@@ -170,8 +170,8 @@ def hashes(root: Path, *, skip=()) -> dict[str, str]:
 def smoke_cli(isolated_dirs, tiny_run):
     """`charlib run --smoke` beside a user's trained run (runs/tiny) and its reports: the
     NotebookResults by name, and hashes of everything else in runs/ and reports/ before/after."""
-    from charlib import pipeline
     from charlib.cli import main
+    from charlib.workflow import pipeline
 
     reports = isolated_dirs / "reports"
     (reports / "tiny").mkdir(parents=True, exist_ok=True)
@@ -220,7 +220,7 @@ def write_evil_checkpoint(path: Path, marker: Path) -> Path:
     """A file that looks like a charlib checkpoint but runs a command when unpickled."""
     import pickle
 
-    from charlib import checkpoint
+    from charlib.training import checkpoint
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:

@@ -1,5 +1,6 @@
-"""The package's shape: modules in data-flow order (none imports a later one), no module reaching
-into another's private names, functions that fit on a screen, and a README that says so."""
+"""The package's shape: subpackages by stage, modules in data-flow order (none imports a later
+one), no module reaching into another's private names, functions that fit on a screen, and a
+development guide that says so."""
 
 import ast
 import functools
@@ -10,60 +11,59 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "charlib"
-# The data flow, top to bottom: plumbing, data in, training, evaluation, prediction, the pad,
-# batch runs, the command line. A module may import only modules listed above it.
-ORDER = [
-    "files",
-    "progress",
-    "env",
-    "paths",
-    "codes",
-    "sources",
-    "images",
-    "strokes",
-    "ink",
-    "preprocess",
-    "download",
-    "emnist",
-    "handwriting",
-    "synth",
-    "photos",
-    "data",
-    "mine",
-    "augment",
-    "batches",
-    "model",
-    "schedule",
-    "budget",
-    "distributed",
-    "checkpoint",
-    "train",
-    "finetune",
-    "plots",
-    "evaluate",
-    "real",
-    "compare",
-    "reproduce",
-    "export",
-    "infer",
-    "explain",
-    "canvas",
-    "serve",
-    "pipeline",
-    "sweep",
-    "cli",
-    "__main__",
-]
+# The data flow, top to bottom, subpackage by subpackage: plumbing, any input to the model's
+# view, data in, training, what a model says, the apps, runs of many steps, the command line.
+# A module may import only modules listed above it (so a subpackage only those above it).
+LAYERS = {
+    "common": ["files", "progress", "env", "paths", "codes"],
+    "vision": ["images", "strokes", "ink", "preprocess"],
+    "data": ["sources", "download", "emnist", "handwriting", "synth", "photos", "loading", "mine"],
+    "training": [
+        "augment",
+        "batches",
+        "model",
+        "schedule",
+        "budget",
+        "settings",
+        "distributed",
+        "checkpoint",
+        "loop",
+        "train",
+        "finetune",
+    ],
+    "inference": ["plots", "evaluate", "real", "export", "infer", "explain"],
+    "apps": ["canvas", "serve"],
+    "workflow": ["compare", "reproduce", "pipeline", "sweep"],
+    "": ["cli", "__main__"],
+}
+ORDER = [f"{pkg}.{m}" if pkg else m for pkg, mods in LAYERS.items() for m in mods]
 MAX_FUNCTION_LINES = 60
 
 
 @functools.cache
 def modules() -> dict[str, ast.Module]:
-    return {
-        p.stem: ast.parse(p.read_text(), filename=str(p))
-        for p in sorted(PACKAGE.glob("*.py"))
-        if p.stem != "__init__"
-    }
+    """'vision.ink' (or 'cli' at the top) -> its parsed source."""
+    found = {}
+    for p in sorted(PACKAGE.rglob("*.py")):
+        if p.stem == "__init__":
+            continue
+        name = ".".join(p.relative_to(PACKAGE).with_suffix("").parts)
+        found[name] = ast.parse(p.read_text(), filename=str(p))
+    return found
+
+
+def subpackages() -> list[Path]:
+    return sorted(p for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
+
+
+def resolve(module: str, name: str | None = None) -> str | None:
+    """What `from <module> import <name>` (or `import <module>`) takes, as an ORDER entry:
+    'charlib.vision' + 'ink' -> 'vision.ink'; 'charlib.vision.ink' -> 'vision.ink'."""
+    parts = module.split(".")[1:]
+    if name is not None and ".".join([*parts, name]) in ORDER:
+        return ".".join([*parts, name])
+    dotted = ".".join(parts)
+    return dotted if dotted in ORDER else None
 
 
 def charlib_imports(tree: ast.Module) -> dict[str, set[str]]:
@@ -73,28 +73,66 @@ def charlib_imports(tree: ast.Module) -> dict[str, set[str]]:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("charlib."):
-                    found.setdefault(alias.name.split(".")[1], set())
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            if node.module == "charlib":
-                for alias in node.names:
-                    found.setdefault(alias.name, set())
-            elif node.module.startswith("charlib."):
-                names = found.setdefault(node.module.split(".")[1], set())
-                names.update(alias.name for alias in node.names)
+                    found.setdefault(resolve(alias.name) or alias.name, set())
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("charlib"):
+            for alias in node.names:
+                whole = resolve(node.module, alias.name)
+                if whole and whole.endswith(f".{alias.name}") or whole == alias.name:
+                    found.setdefault(whole, set())
+                else:  # a name from a module
+                    found.setdefault(resolve(node.module) or node.module, set()).add(alias.name)
     return found
 
 
+def module_aliases(tree: ast.Module) -> dict[str, str]:
+    """Local names bound to charlib modules by `from charlib.<pkg> import <module>`."""
+    aliases = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("charlib"):
+            for a in node.names:
+                whole = resolve(node.module, a.name)
+                if whole and whole.split(".")[-1] == a.name:
+                    aliases[a.asname or a.name] = whole
+    return aliases
+
+
 def test_every_module_has_a_place_in_the_order():
-    assert set(modules()) == set(ORDER), "add new modules to ORDER (and the README)"
+    assert set(modules()) == set(ORDER), "add new modules to LAYERS (and docs/development.md)"
+
+
+def test_the_subpackages_are_the_stages_and_say_what_they_hold():
+    assert [p.name for p in subpackages()] == sorted(k for k in LAYERS if k)
+    for folder in subpackages():
+        doc = ast.get_docstring(ast.parse((folder / "__init__.py").read_text()))
+        assert doc and "Imports" in doc, f"charlib/{folder.name}/__init__.py: say what it holds"
+        named = set(re.findall(r"`(\w+)`", doc))
+        missing = set(LAYERS[folder.name]) - named
+        assert not missing, f"charlib/{folder.name}/__init__.py does not name {sorted(missing)}"
+
+
+def test_the_checker_reads_both_import_forms():
+    tree = ast.parse(
+        "from charlib.vision import ink, preprocess as pre\n"
+        "from charlib.data.loading import load_dataset\n"
+        "import charlib.training.train\n"
+        "from charlib import cli\n"
+    )
+    assert charlib_imports(tree) == {
+        "vision.ink": set(),
+        "vision.preprocess": set(),
+        "data.loading": {"load_dataset"},
+        "training.train": set(),
+        "cli": set(),
+    }
+    assert module_aliases(tree) == {"ink": "vision.ink", "pre": "vision.preprocess", "cli": "cli"}
 
 
 @pytest.mark.parametrize("name", ORDER)
 def test_imports_run_down_the_data_flow(name):
-    later = {
-        used: ORDER.index(used)
-        for used in charlib_imports(modules()[name])
-        if ORDER.index(used) >= ORDER.index(name)
-    }
+    used = charlib_imports(modules()[name])
+    unknown = sorted(u for u in used if u not in ORDER)
+    assert not unknown, f"charlib.{name} imports {unknown}: not charlib modules in ORDER"
+    later = {u: ORDER.index(u) for u in used if ORDER.index(u) >= ORDER.index(name)}
     assert not later, f"charlib.{name} imports {sorted(later)}, which come after it in ORDER"
 
 
@@ -102,10 +140,7 @@ def test_imports_run_down_the_data_flow(name):
 def test_no_private_names_from_other_modules(name):
     tree = modules()[name]
     taken = {f"{m}.{n}" for m, names in charlib_imports(tree).items() for n in names if n[0] == "_"}
-    aliases = {}  # local name -> charlib module, for `module._private` attribute access
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module == "charlib":
-            aliases.update({a.asname or a.name: a.name for a in node.names})
+    aliases = module_aliases(tree)  # local name -> charlib module, for `module._private`
     reached = {
         f"{aliases[n.value.id]}.{n.attr}"
         for n in ast.walk(tree)
@@ -128,9 +163,12 @@ def test_functions_fit_on_a_screen():
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
 
 
-def test_readme_describes_the_same_order():
-    readme = (ROOT / "README.md").read_text()
-    paragraph = readme.split("- Architecture:", 1)[1].split("\n- ", 1)[0]
+def test_the_development_guide_describes_the_same_order():
+    guide = (ROOT / "docs" / "development.md").read_text()
+    paragraph = guide.split("- Architecture:", 1)[1].split("\n- ", 1)[0]
     named = re.findall(r"`(\w+)`", paragraph)
-    in_order = [n for n in dict.fromkeys(named) if n in ORDER]
-    assert in_order == ORDER, "README's architecture paragraph lists the modules out of order"
+    listed = [n for pkg, mods in LAYERS.items() for n in ([pkg] if pkg else []) + mods]
+    in_order = [n for n in dict.fromkeys(named) if n in set(listed)]
+    assert in_order == list(dict.fromkeys(listed)), (
+        "docs/development.md's architecture paragraph lists the stages out of order"
+    )

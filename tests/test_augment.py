@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from charlib import augment as aug
+from charlib.training import augment as aug
 
 from conftest import glyph
 

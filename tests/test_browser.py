@@ -31,7 +31,7 @@ if not CHROMIUM.is_file():
     pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)", allow_module_level=True)
 
 # The same strokes the notebook and unit tests use, scaled onto the canvas on screen.
-from charlib.strokes import SCRIPTED  # noqa: E402
+from charlib.vision.strokes import SCRIPTED  # noqa: E402
 
 
 @pytest.fixture(scope="module")

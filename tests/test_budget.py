@@ -9,7 +9,8 @@ import json
 import pytest
 from test_train import cpu_fit, tiny
 
-from charlib import budget, train
+from charlib.training import budget
+from charlib.training.settings import CPU_DEFAULTS, Settings
 
 
 def plan(left=100.0, **kw):
@@ -46,17 +47,13 @@ def test_a_budget_too_small_for_one_step_is_refused_with_the_minimum():
 @pytest.mark.parametrize("bad", [-5, 0, "soon", True, [1]])
 def test_a_budget_must_be_positive_seconds(bad):
     with pytest.raises(ValueError, match="time budget must be a positive number of seconds"):
-        train.resolve_params("fast", device="cpu", time_budget=bad)
+        Settings(device="cpu", time_budget=bad).params()
 
 
 def test_auto_is_the_cpu_budget_and_none_is_no_limit():
-    assert train.resolve_params("fast", device="cpu", time_budget="auto")["time_budget"] == (
-        budget.CPU_BUDGET
-    )
-    assert train.resolve_params("fast", device="cpu")["time_budget"] is None
-    assert (
-        train.resolve_params("fast", device="cpu", time_budget=float("inf"))["time_budget"] is None
-    )
+    assert Settings(device="cpu", time_budget="auto").params()["time_budget"] == budget.CPU_BUDGET
+    assert Settings(device="cpu").params()["time_budget"] is None
+    assert Settings(device="cpu", time_budget=float("inf")).params()["time_budget"] is None
 
 
 def test_fit_too_small_a_budget_fails_before_training(tmp_path):
@@ -84,7 +81,7 @@ def test_fit_follows_the_plan_and_the_schedule_completes(monkeypatch, tmp_path):
     assert summary["images_seen"] == p["epochs"] * p["steps"] * 16
     assert summary["time_budget"] == 40
     # one-cycle over the planned steps: annealed to (nearly) nothing at the end
-    assert history[-1]["lr"] < 0.01 * train.CPU_DEFAULTS["fast"]["lr"]
+    assert history[-1]["lr"] < 0.01 * CPU_DEFAULTS["fast"]["lr"]
 
 
 def test_a_resumed_budgeted_run_keeps_its_plan(monkeypatch, tmp_path):

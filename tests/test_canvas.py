@@ -7,10 +7,10 @@ import pytest
 from matplotlib.figure import Figure
 from notebook_outputs import errors, figures, outputs, text_of
 
-from charlib.canvas import DrawingPad, StrokeRecorder, results_html
-from charlib.infer import BLANK, Prediction, Predictor
-from charlib.plots import prediction_figure
-from charlib.strokes import SCRIPTED, Strokes, rasterize
+from charlib.apps.canvas import DrawingPad, StrokeRecorder, results_html
+from charlib.inference.infer import BLANK, Prediction, Predictor
+from charlib.inference.plots import prediction_figure
+from charlib.vision.strokes import SCRIPTED, Strokes, rasterize
 
 
 @pytest.fixture(scope="module")

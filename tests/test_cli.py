@@ -11,11 +11,11 @@ import pytest
 from PIL import Image
 from test_images import bomb_png
 
-from charlib import photos
 from charlib.cli import main
-from charlib.infer import Prediction
-from charlib.plots import photo_rgb, prediction_figure
-from charlib.strokes import SCRIPTED, rasterize
+from charlib.data import photos
+from charlib.inference.infer import Prediction
+from charlib.inference.plots import photo_rgb, prediction_figure
+from charlib.vision.strokes import SCRIPTED, rasterize
 
 from conftest import glyph, write_evil_checkpoint
 

@@ -1,6 +1,6 @@
 import pytest
 
-from charlib.codes import char_to_code, code_to_char, display_label, is_code
+from charlib.common.codes import char_to_code, code_to_char, display_label, is_code
 
 
 @pytest.mark.parametrize("name", ["65", "999", "33", "126", "0065"])

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from test_images import bomb_png
 
-from charlib import paths
-from charlib.data import CharData, class_table, load_dataset, load_split, stratified_split
-from charlib.sources import DataError
+from charlib.common import paths
+from charlib.data.loading import CharData, class_table, load_dataset, load_split, stratified_split
+from charlib.data.sources import DataError
 
 from conftest import glyph, make_split_files, png_bytes, snapshot, write_folder, write_zip
 

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-from charlib import checkpoint, distributed
-from charlib.data import load_dataset
-from charlib.infer import Predictor
+from charlib.data.loading import load_dataset
+from charlib.inference.infer import Predictor
+from charlib.training import checkpoint, distributed
 
 TINY = ["--data", "synth-small", "--per-class", "4", "--batch-size", "16", "--device", "cpu"]
 

@@ -13,8 +13,8 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 
-from charlib import download
-from charlib.download import FILES, REPO, DownloadError, download_alphanum
+from charlib.data import download
+from charlib.data.download import FILES, REPO, DownloadError, download_alphanum
 
 from conftest import RangeSender
 
@@ -247,21 +247,21 @@ def test_defaults_from_environment(server, tmp_path, monkeypatch):
 def test_the_name_alphanum_downloads_on_first_use_then_needs_no_network(
     server, tmp_path, monkeypatch
 ):
-    from charlib import data
+    from charlib.data import loading
 
     monkeypatch.setenv("CHARLIB_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("HF_ENDPOINT", server["url"])
-    data.check_source("alphanum")  # what `charlib run --data alphanum` does before notebook 01
+    loading.check_source("alphanum")  # what `charlib run --data alphanum` does before notebook 01
     assert_complete(server, tmp_path / "alphanum")
     before = len(file_requests(server))
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
-    data.check_source("alphanum")
+    loading.check_source("alphanum")
     assert len(file_requests(server)) == before
 
 
 def test_run_with_alphanum_offline_stops_before_any_notebook(tmp_path, monkeypatch, capsys):
-    from charlib import pipeline
     from charlib.cli import main
+    from charlib.workflow import pipeline
 
     monkeypatch.setenv("CHARLIB_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from charlib import download, emnist
-from charlib.download import DownloadError
+from charlib.data import download, emnist
+from charlib.data.download import DownloadError
 
 from conftest import RangeSender
 
@@ -142,7 +142,7 @@ def test_converted_zips_hold_every_image_upright_under_its_code(server, tmp_path
 
 
 def test_loads_with_the_right_classes_and_counts(server, tmp_path):
-    from charlib.data import load_dataset
+    from charlib.data.loading import load_dataset
 
     ds = load_dataset(fetch(server, tmp_path / "emnist"), progress=False)
     assert ds.train.classes == ds.test.classes == (48, 65, 122)
@@ -173,16 +173,16 @@ def test_validation_is_stratified_seeded_and_disjoint(server, tmp_path):
 
 
 def test_second_call_needs_no_network(server, tmp_path, monkeypatch):
-    from charlib import data
+    from charlib.data import loading
 
     monkeypatch.setenv("CHARLIB_DATA_DIR", str(tmp_path))
     monkeypatch.setenv(emnist.URL_VARIABLE, server["url"])
     monkeypatch.setattr(emnist, "MD5", server["md5"])
-    data.check_source("emnist")  # what `charlib run --data emnist` does before notebook 01
+    loading.check_source("emnist")  # what `charlib run --data emnist` does before notebook 01
     assert (tmp_path / "emnist" / "test.zip").is_file()
     server["stop"]()
     monkeypatch.setenv(emnist.URL_VARIABLE, dead_url())
-    data.check_source("emnist")
+    loading.check_source("emnist")
     assert len(server["requests"]) == 1
 
 
@@ -255,12 +255,12 @@ def test_offline_gives_one_line_message(tmp_path, capsys):
 
 
 def test_data_emnist_offline_stops_in_one_line(tmp_path, monkeypatch):
-    from charlib import data
+    from charlib.data import loading
 
     monkeypatch.setenv("CHARLIB_DATA_DIR", str(tmp_path))
     monkeypatch.setenv(emnist.URL_VARIABLE, dead_url())
     with pytest.raises(DownloadError, match="you seem to be offline") as err:
-        data.check_source("emnist")  # `make run DATA=emnist` stops here, before any notebook
+        loading.check_source("emnist")  # `make run DATA=emnist` stops here, before any notebook
     assert "\n" not in str(err.value)
 
 

@@ -7,18 +7,19 @@ import numpy as np
 import pytest
 import torch
 
-from charlib import augment, checkpoint, evaluate
-from charlib.canvas import DrawingPad
+from charlib.apps.canvas import DrawingPad
 from charlib.cli import main
-from charlib.data import load_dataset
-from charlib.infer import Predictor
-from charlib.strokes import SCRIPTED
+from charlib.data.loading import load_dataset
+from charlib.inference import evaluate
+from charlib.inference.infer import Predictor
+from charlib.training import augment, checkpoint
+from charlib.vision.strokes import SCRIPTED
 
 
 @pytest.fixture(scope="module")
 def second_run(isolated_dirs):
     """Another tiny run like `tiny_run`, with another seed."""
-    from charlib import train
+    from charlib.training import train
 
     run = isolated_dirs / "runs" / "tiny-seed1"
     if not (run / "best.pt").is_file():
@@ -111,10 +112,12 @@ def test_the_pad_draws_with_an_ensemble(tiny_run, second_run):
 
 @pytest.mark.slow
 def test_reproduce_retrains_a_run_to_identical_metrics_on_the_cpu(isolated_dirs, capsys):
-    from charlib import data, paths, train
+    from charlib.common import paths
+    from charlib.data import loading
+    from charlib.training import train
 
     ds = load_dataset("synth-small", progress=False)
-    train_set, val_set = data.smoke_subsets(ds, 3)
+    train_set, val_set = loading.smoke_subsets(ds, 3)
     source = paths.runs_dir() / "repro-src"
     train.fit(
         train_set,
@@ -146,7 +149,7 @@ def test_reproduce_retrains_a_run_to_identical_metrics_on_the_cpu(isolated_dirs,
 def test_notebook_04_shows_the_run_against_tta_and_an_ensemble(tiny_run, second_run, tmp_path):
     from notebook_outputs import errors, outputs
 
-    from charlib import pipeline
+    from charlib.workflow import pipeline
 
     params = {"RUN_NAME": "tiny", "PER_CLASS": 2, "TTA": True, "ENSEMBLE": [str(second_run)]}
     [result] = pipeline.run_all(

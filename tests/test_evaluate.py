@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from notebook_outputs import errors, figures, outputs, text_of
 
-from charlib import checkpoint, evaluate, pipeline
+from charlib.inference import evaluate
+from charlib.training import checkpoint
+from charlib.workflow import pipeline
 
 FILES = (
     "metrics.json",

@@ -8,13 +8,14 @@ import torch
 from matplotlib.figure import Figure
 from scipy.ndimage import binary_dilation, uniform_filter
 
-from charlib import checkpoint, evaluate, explain
-from charlib.augment import model_input
-from charlib.canvas import DrawingPad
-from charlib.codes import INK_LEVEL
-from charlib.infer import Predictor
-from charlib.plots import AGAINST, TOWARD, saliency_figure, saliency_overlay
-from charlib.strokes import SCRIPTED, Strokes
+from charlib.apps.canvas import DrawingPad
+from charlib.common.codes import INK_LEVEL
+from charlib.inference import evaluate, explain
+from charlib.inference.infer import Predictor
+from charlib.inference.plots import AGAINST, TOWARD, saliency_figure, saliency_overlay
+from charlib.training import checkpoint
+from charlib.training.augment import model_input
+from charlib.vision.strokes import SCRIPTED, Strokes
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from charlib import images
-from charlib.images import (
+from charlib.vision import images
+from charlib.vision.images import (
     CORRUPT,
     EMPTY,
     NOT_IMAGE,

@@ -8,13 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
-from charlib import checkpoint, preprocess
-from charlib.data import load_dataset
-from charlib.export import onnx as export_onnx
-from charlib.infer import Predictor
-from charlib.model import predict_logits
-from charlib.paths import resolve_run
-from charlib.strokes import Strokes, rasterize
+from charlib.common.paths import resolve_run
+from charlib.data.loading import load_dataset
+from charlib.inference.export import onnx as export_onnx
+from charlib.inference.infer import Predictor
+from charlib.training import checkpoint
+from charlib.training.model import predict_logits
+from charlib.vision import preprocess
+from charlib.vision.strokes import Strokes, rasterize
 
 from conftest import write_evil_checkpoint
 
@@ -155,7 +156,7 @@ def test_onnx_matches_torch(tiny_run, predictor):
 def test_resolve_run(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     monkeypatch.setenv("CHARLIB_RUNS_DIR", str(runs))
-    monkeypatch.setattr("charlib.paths.reference_dir", lambda: None)  # a build without one
+    monkeypatch.setattr("charlib.common.paths.reference_dir", lambda: None)  # a build without one
     with pytest.raises(
         FileNotFoundError,
         match=r"no trained run in .*; train one first \(make run",
@@ -198,8 +199,8 @@ def test_mismatched_checkpoint_is_one_line_error(tiny_run, tmp_path):
 @pytest.mark.parametrize("inverted", [False, True])
 def test_saved_pad_drawing_reads_exactly_like_its_strokes(tiny_run, inverted):
     """A PNG of the pad's drawing (either polarity) is digital: it takes the strokes' path."""
-    from charlib import photos
-    from charlib.strokes import SCRIPTED
+    from charlib.data import photos
+    from charlib.vision.strokes import SCRIPTED
 
     predictor = Predictor.from_run(tiny_run)
     for drawing in SCRIPTED.values():

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from charlib import images, ink, photos, preprocess
-from charlib.strokes import SCRIPTED, Strokes, rasterize
+from charlib.data import photos
+from charlib.vision import images, ink, preprocess
+from charlib.vision.strokes import SCRIPTED, Strokes, rasterize
 
 
 def glyph28(char: str) -> np.ndarray:

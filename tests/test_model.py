@@ -7,8 +7,8 @@ import pytest
 import torch
 from torchvision.models import resnet18 as tv_resnet18
 
-from charlib import model as charmodel
-from charlib.model import MODELS, STEMS, build, resnet18
+from charlib.training import model as charmodel
+from charlib.training.model import MODELS, STEMS, build, resnet18
 
 
 @pytest.fixture
@@ -189,10 +189,10 @@ def test_every_model_trains_resumes_predicts_and_exports(name, tmp_path):
     Predictor on a drawing, and ONNX export giving the same probabilities."""
     from test_train import cpu_fit, tiny
 
-    from charlib import checkpoint
-    from charlib.export import onnx as export_onnx
-    from charlib.infer import Predictor
-    from charlib.strokes import SCRIPTED
+    from charlib.inference.export import onnx as export_onnx
+    from charlib.inference.infer import Predictor
+    from charlib.training import checkpoint
+    from charlib.vision.strokes import SCRIPTED
 
     run = tmp_path / name
     data = tiny()

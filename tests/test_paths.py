@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from charlib import pipeline
-from charlib.paths import is_latest, resolve_run, runs_dir
+from charlib.common.paths import is_latest, resolve_run, runs_dir
+from charlib.workflow import pipeline
 
 from conftest import CELL_TIMEOUT, snapshot
 

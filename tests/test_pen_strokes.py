@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from charlib import serve
-from charlib.infer import Predictor
-from charlib.strokes import CANVAS_SIZE, PEN
+from charlib.apps import serve
+from charlib.inference.infer import Predictor
+from charlib.vision.strokes import CANVAS_SIZE, PEN
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location(

@@ -12,9 +12,10 @@ import nbformat
 import pytest
 from notebook_outputs import errors, figures, outputs, text_of
 
-from charlib import pipeline, synth
-from charlib.augment import DEFAULTS
 from charlib.cli import main
+from charlib.data import synth
+from charlib.training.augment import DEFAULTS
+from charlib.workflow import pipeline
 
 from conftest import CELL_TIMEOUT, SMOKE_PARAMS
 
@@ -99,7 +100,7 @@ def test_a_failed_run_keeps_the_earlier_runs_in_the_index(tmp_path, capfd):
     nbs.mkdir()
     _notebook(
         nbs / "01_work.ipynb",
-        "from charlib.progress import report",
+        "from charlib.common.progress import report",
         "for i in range(3):\n    report(f'step {i + 1} of 3')",
         "assert X == 1, 'X must be 1'",
     )

@@ -8,9 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from charlib import checkpoint, paths, pipeline, real
-from charlib.data import load_split
-from charlib.sources import data_name, split_label
+from charlib.common import paths
+from charlib.data.loading import load_split
+from charlib.data.sources import data_name, split_label
+from charlib.inference import real
+from charlib.training import checkpoint
+from charlib.workflow import pipeline
 
 
 @pytest.mark.parametrize(
@@ -89,7 +92,7 @@ def test_score_counts_classes_the_run_lacks_as_misses(tiny_run, make_dataset):
 
 def test_score_agrees_with_its_definition(tiny_run, make_dataset):
     """Top-1 by hand from the model's own probabilities, classes open."""
-    from charlib.model import predict_probs
+    from charlib.training.model import predict_probs
 
     source = make_dataset(codes=(65, 66, 100), per_class=4)
     ckpt = checkpoint.load(tiny_run / "best.pt")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from charlib.infer import Predictor
+from charlib.inference.infer import Predictor
 
 from conftest import glyph, png_bytes
 

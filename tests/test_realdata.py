@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from charlib.data import load_dataset
+from charlib.data.loading import load_dataset
 
 pytestmark = pytest.mark.realdata
 EXPECTED_CLASSES = (*range(48, 58), *range(65, 91), *range(97, 123))
@@ -44,7 +44,7 @@ def test_second_load_comes_from_cache(shared_data, emnist):
 @pytest.fixture(scope="module")
 def emnist_run(emnist, shared_data, tmp_path_factory):
     """A small model trained on the shared data (about a minute on 2 CPU cores)."""
-    from charlib.train import fit
+    from charlib.training.train import fit
 
     run = tmp_path_factory.mktemp("runs") / "emnist-parity"
     fit(
@@ -63,8 +63,8 @@ def test_predictor_on_the_test_files_agrees_with_evaluate(emnist_run, shared_dat
     """The PNG files through `Predictor` and the split through `evaluate`: within 0.3 points."""
     import zipfile
 
-    from charlib.evaluate import metrics, predict_split
-    from charlib.infer import Predictor
+    from charlib.inference.evaluate import metrics, predict_split
+    from charlib.inference.infer import Predictor
 
     evaluated = metrics(predict_split(emnist_run, "test", data=shared_data, device="cpu"))
     predictor = Predictor.from_run(emnist_run, device="cpu")

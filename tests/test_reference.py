@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from charlib import checkpoint, paths, real, train
-from charlib.data import load_split
-from charlib.files import file_digest
-from charlib.infer import Predictor
+from charlib.common import paths
+from charlib.common.files import file_digest
+from charlib.data.loading import load_split
+from charlib.inference import real
+from charlib.inference.infer import Predictor
+from charlib.training import checkpoint, train
 
 from conftest import hashes, snapshot, train_tiny
 
@@ -91,7 +93,7 @@ def test_a_trained_run_wins_over_the_reference_copy(empty_runs):
 
 @pytest.mark.realdata
 def test_evaluating_the_reference_writes_under_runs_never_into_the_package(shared_data, empty_runs):
-    from charlib.evaluate import evaluate_run
+    from charlib.inference.evaluate import evaluate_run
 
     before = snapshot(SHIPPED)
     result = evaluate_run("reference", data=shared_data, per_class=2, device="cpu")
@@ -123,8 +125,8 @@ def test_a_changed_copy_is_replaced_and_a_changed_shipped_file_refused(
 
 
 def test_saliency_explains_the_reference(empty_runs):
-    from charlib import explain
-    from charlib.strokes import SCRIPTED
+    from charlib.inference import explain
+    from charlib.vision.strokes import SCRIPTED
 
     predictor = Predictor.from_run("reference", device="cpu")
     why = explain.saliency(predictor, SCRIPTED["A"], top=2, steps=8)
@@ -135,8 +137,9 @@ def test_saliency_explains_the_reference(empty_runs):
 def test_teach_it_fine_tunes_the_reference_into_a_new_run(shared_data, empty_runs, tmp_path):
     """Your drawings on top of the reference; the replayed originals come from the EMNIST at
     hand (the card's recorded folder is another machine's); the shipped files stay as they are."""
-    from charlib import finetune, mine
-    from charlib.strokes import SCRIPTED
+    from charlib.data import mine
+    from charlib.training import finetune
+    from charlib.vision.strokes import SCRIPTED
 
     for _ in range(mine.MIN_EXAMPLES):
         mine.save(SCRIPTED["A"], "A", dest=tmp_path / "mine")
@@ -151,8 +154,8 @@ def test_teach_it_fine_tunes_the_reference_into_a_new_run(shared_data, empty_run
 
 
 def test_serve_with_no_trained_run_answers_with_the_reference(empty_runs):
-    from charlib import serve
-    from charlib.strokes import SCRIPTED
+    from charlib.apps import serve
+    from charlib.vision.strokes import SCRIPTED
 
     service = serve.load(None, "torch", device="cpu")
     health = service.health()

@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from charlib import cli, serve
-from charlib.strokes import SCRIPTED, Strokes, rasterize
+from charlib import cli
+from charlib.apps import serve
+from charlib.vision.strokes import SCRIPTED, Strokes, rasterize
 
 from conftest import snapshot
 
@@ -354,9 +355,9 @@ def test_json_errors_are_one_sentence_even_for_a_failure(service, monkeypatch):
 @pytest.mark.slow
 def test_int8_model_agrees_with_fp32(tiny_run, capsys):
     """Static int8 calibrated on the run's training images answers like the fp32 model."""
-    from charlib import export
-    from charlib.data import load_split
-    from charlib.infer import Predictor
+    from charlib.data.loading import load_split
+    from charlib.inference import export
+    from charlib.inference.infer import Predictor
 
     assert cli.main(["export", "--run", str(tiny_run), "--onnx", "--int8"]) == 0
     assert "int8 ONNX model written to" in capsys.readouterr().out
@@ -378,7 +379,8 @@ def test_int8_model_agrees_with_fp32(tiny_run, capsys):
 
 
 def test_int8_needs_the_training_images(tiny_run, tmp_path, capsys):
-    from charlib import checkpoint, export
+    from charlib.inference import export
+    from charlib.training import checkpoint
 
     ckpt = checkpoint.load(tiny_run / "best.pt")
     ckpt["params"] = {k: v for k, v in ckpt["params"].items() if k != "data"}
@@ -390,3 +392,47 @@ def test_int8_needs_the_training_images(tiny_run, tmp_path, capsys):
     svc = serve.load(run, "auto", device="cpu")  # falls back to fp32 and says so
     assert svc.backend == "onnx" and "instead of int8" in capsys.readouterr().out
     svc.batcher.close()
+
+
+def test_a_client_that_hangs_up_mid_body_is_one_quiet_line_not_a_traceback(service, caplog):
+    """A real server on a free 127.0.0.1 port: a client sends half a PNG body and closes; the
+    log holds one line (at INFO) and no traceback, and the server answers the next request."""
+    import http.client
+    import logging
+    import time
+
+    import uvicorn
+
+    sock = serve.listen("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(serve.create_app(service), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    caplog.set_level(logging.INFO)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.started
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            client.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+                b"Content-Length: 100000\r\n\r\n" + png()[:200]
+            )
+            time.sleep(0.3)  # the server is reading the body now
+        while time.monotonic() < deadline and not any(
+            "disconnected" in r.getMessage() for r in caplog.records
+        ):
+            time.sleep(0.05)
+        health = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        health.request("GET", "/health")
+        assert health.getresponse().status == 200
+        health.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+    assert not thread.is_alive()
+    ours = [r for r in caplog.records if "disconnected" in r.getMessage()]
+    assert len(ours) == 1 and "POST /predict" in ours[0].getMessage()
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]

@@ -8,8 +8,9 @@ import sys
 import pytest
 from notebook_outputs import errors, figures, outputs, text_of
 
-from charlib import compare, paths, pipeline, sweep
 from charlib.cli import main
+from charlib.common import paths
+from charlib.workflow import compare, pipeline, sweep
 
 from conftest import CELL_TIMEOUT
 

@@ -3,9 +3,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from charlib import synth
-from charlib.codes import UNKNOWN
-from charlib.data import load_dataset
+from charlib.common.codes import UNKNOWN
+from charlib.data import synth
+from charlib.data.loading import load_dataset
 
 TINY = {"train": 3, "validation": 1, "test": 1}
 
@@ -88,7 +88,7 @@ def test_monoline_pen_has_even_width():
 
 
 def test_hershey_fonts_draw_every_printable_character():
-    from charlib import handwriting
+    from charlib.data import handwriting
 
     for font in (*handwriting.FONTS, *handwriting.SCRIPT_FONTS):
         glyphs = handwriting.glyphs(font)
@@ -98,7 +98,7 @@ def test_hershey_fonts_draw_every_printable_character():
 
 
 def test_a_hand_drawn_glyph_is_deterministic_and_varies():
-    from charlib import handwriting
+    from charlib.data import handwriting
 
     def one(seed):
         rng = np.random.default_rng(seed)
@@ -129,8 +129,8 @@ def test_hand_share_is_recorded_and_checked(tmp_path):
 
 
 def test_as_strokes_makes_a_pad_drawing():
-    from charlib import handwriting
-    from charlib.strokes import rasterize
+    from charlib.data import handwriting
+    from charlib.vision.strokes import rasterize
 
     rng = np.random.default_rng(0)
     drawing = handwriting.as_strokes(handwriting.drawing(ord("b"), rng, handwriting.SCRIPT_FONTS))
@@ -143,7 +143,7 @@ def test_as_strokes_makes_a_pad_drawing():
 def test_hand_written_forms_replace_some_font_glyphs(monkeypatch):
     """Characters hands write unlike type ('1' as a plain stroke, an open '4', a '9' with a
     straight stem...) take those forms; the held-out script hand never does."""
-    from charlib import handwriting
+    from charlib.data import handwriting
 
     assert set(handwriting.ALTERNATES) <= {chr(c) for c in range(33, 127)}
     monkeypatch.setattr(handwriting, "ALTERNATE", 1.0)

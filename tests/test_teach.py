@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from charlib import checkpoint, cli, finetune, handwriting, mine, serve
-from charlib.data import load_dataset
-from charlib.strokes import SCRIPTED, Strokes
+from charlib import cli
+from charlib.apps import serve
+from charlib.data import handwriting, mine
+from charlib.data.loading import load_dataset
+from charlib.training import checkpoint, finetune
+from charlib.vision.strokes import SCRIPTED, Strokes
 
 from conftest import hashes, write_evil_checkpoint
 
@@ -146,7 +149,7 @@ def test_finetune_makes_a_new_run_and_leaves_the_old_one(tiny_run, tmp_path):
 
 def test_finetune_starts_from_the_runs_weights(tiny_run, tmp_path):
     """Epoch 0 of a fine-tune is the run itself: with lr 0 the weights stay the run's."""
-    from charlib import train
+    from charlib.training import train
 
     ds = load_dataset("synth-small", progress=False)
     train.fit(
@@ -294,13 +297,13 @@ def test_serve_refuses_a_file_as_save_folder(tiny_run, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def predictor(tiny_run):
-    from charlib.infer import Predictor
+    from charlib.inference.infer import Predictor
 
     return Predictor.from_run(tiny_run, device="cpu")
 
 
 def test_pad_saves_a_corrected_drawing(predictor, tmp_path):
-    from charlib.canvas import DrawingPad
+    from charlib.apps.canvas import DrawingPad
 
     pad = DrawingPad(predictor, save_to=tmp_path / "mine")
     row = pad.teach
@@ -333,7 +336,7 @@ def test_pad_saves_a_corrected_drawing(predictor, tmp_path):
 
 
 def test_pad_default_folder_is_data_mine(predictor, isolated_dirs):
-    from charlib.canvas import DrawingPad
+    from charlib.apps.canvas import DrawingPad
 
     pad = DrawingPad(predictor)
     assert pad.teach.folder == mine.default_dir() == isolated_dirs / "data" / "mine"

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from charlib import checkpoint, model, train
-from charlib.data import CharData, load_dataset
+from charlib.data.loading import CharData, load_dataset
+from charlib.training import checkpoint, model, settings, train
+from charlib.training.settings import Settings
 
 from conftest import glyph, write_evil_checkpoint
 
@@ -35,17 +36,19 @@ def cpu_fit(data, val=None, **kwargs):
     return train.fit(data, data if val is None else val, progress=False, device="cpu", **kwargs)
 
 
-def test_resolve_params_cpu_defaults_and_errors():
-    p = train.resolve_params("fast", device="cpu")
-    assert p["stem"] == train.CPU_DEFAULTS["fast"]["stem"] and p["device"] == "cpu"
-    assert train.resolve_params("seed", device="cpu")["img_size"] == 224
-    assert train.resolve_params("fast", device="cpu", epochs=2)["epochs"] == 2
+def test_settings_resolve_to_the_cpu_defaults_and_refuse_bad_values():
+    p = Settings(device="cpu").params()
+    assert p["stem"] == settings.CPU_DEFAULTS["fast"]["stem"] and p["device"] == "cpu"
+    assert Settings(recipe="seed", device="cpu").params()["img_size"] == 224
+    assert Settings(device="cpu", epochs=2).params()["epochs"] == 2
     with pytest.raises(ValueError, match="unknown recipe 'slow'; expected 'fast' or 'seed'"):
-        train.resolve_params("slow", device="cpu")
+        Settings(recipe="slow", device="cpu").params()
     with pytest.raises(ValueError, match="epochs must be a positive integer"):
-        train.resolve_params("fast", device="cpu", epochs=0)
+        Settings(device="cpu", epochs=0).params()
     with pytest.raises(ValueError, match="unknown device 'tpu'"):
-        train.resolve_params("fast", device="tpu")
+        Settings(device="tpu").params()
+    with pytest.raises(ValueError, match=r"unknown training setting\(s\) \['epoch'\]"):
+        Settings().but(epoch=3)
 
 
 @pytest.mark.slow
@@ -106,9 +109,9 @@ def test_resume_after_a_crash(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal
         import numpy as np
-        from charlib import batches
-        from charlib.data import CharData
-        from charlib.train import fit
+        from charlib.training import batches
+        from charlib.data.loading import CharData
+        from charlib.training.train import fit
         z = np.load({str(tmp_path / "data.npz")!r})
         data = CharData(z["images"], z["labels"], tuple(range(65, 73)), np.array(["x"] * 128))
         real = batches.DeviceBatches.epoch
@@ -245,7 +248,7 @@ def test_compiled_training_step_follows_the_same_loss_curve(tmp_path):
 
 
 def test_photo_augmentation_trains_on_what_the_cleaner_leaves(tmp_path):
-    from charlib import photos
+    from charlib.data import photos
 
     data = tiny(classes=4, per_class=8)
     fill, width = 0.8, 0.15
@@ -260,3 +263,56 @@ def test_photo_augmentation_trains_on_what_the_cleaner_leaves(tmp_path):
     cpu_fit(data, run_dir=tmp_path / "r", epochs=1, batch_size=16, augmentation={"photo": 0.5})
     params = json.loads((tmp_path / "r" / "params.json").read_text())
     assert params["augmentation"]["photo"] == 0.5 and params["photo_seconds"] >= 0  # not budgeted
+
+
+def notebook_parameter_defaults(path) -> dict:
+    """Notebook 03's parameters cell, run: name -> default."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    scope: dict = {}
+    exec(cell.source, scope)  # plain assignments (and a typing import)
+    return {k: v for k, v in scope.items() if k.isupper()}
+
+
+def test_notebook_03_declares_every_setting_with_its_default():
+    """One home: the notebook's parameters that are settings are the settings, defaults and all;
+    a new setting without its notebook line, or a drifted default, fails here."""
+    from charlib.common.paths import notebooks_dir
+
+    declared = notebook_parameter_defaults(notebooks_dir() / "03_train_gpu.ipynb")
+    expected = settings.notebook_defaults()
+    assert {k: declared.get(k, "missing") for k in expected} == expected
+    chosen = settings.from_notebook(declared)
+    assert chosen == Settings(time_budget="auto")  # the notebook trains within a budget
+
+
+def test_the_train_command_has_a_flag_per_setting_and_reads_them_back():
+    import argparse
+    from dataclasses import fields
+
+    parser = argparse.ArgumentParser()
+    settings.add_flags(parser)
+    flags = {a.dest for a in parser._actions if a.option_strings and a.dest != "help"}
+    assert flags == {f.name for f in fields(Settings) if f.metadata["flag"]}
+    args = parser.parse_args(["--epochs", "3", "--ema", "--time-budget", "auto", "--stem", "small"])
+    assert settings.from_args(args) == Settings(
+        epochs=3, ema=True, time_budget="auto", stem="small"
+    )
+    assert settings.from_args(parser.parse_args(["--compile"])).compile is True
+    with pytest.raises(ValueError, match="--time-budget takes seconds, 'auto' or 'none'"):
+        settings.from_args(parser.parse_args(["--time-budget", "soon"]))
+
+
+def test_fit_takes_settings_or_changes_by_name_and_refuses_unknown_ones(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown training setting\(s\) \['epoch'\]"):
+        cpu_fit(tiny(), run_dir=tmp_path / "r", epoch=2)
+    assert not (tmp_path / "r").exists()  # refused before anything was written
+    summary = train.fit(
+        tiny(), tiny(), Settings(device="cpu", epochs=1, batch_size=64), run_dir=tmp_path / "s",
+        progress=False, augmentation=OFF,
+    )  # fmt: skip
+    recorded = json.loads((tmp_path / "s" / "params.json").read_text())
+    assert summary["epochs_run"] == 1 and recorded["batch_size"] == 64
+    assert recorded["augmentation"] == {**recorded["augmentation"], **OFF}
