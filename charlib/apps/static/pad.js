@@ -2,7 +2,7 @@
 // white on black; the strokes, not the pixels, go to POST /predict (as on the notebook's pad).
 "use strict";
 (() => {
-  const PEN = 0.06; // pen width as a share of the canvas side: charlib.strokes.PEN
+  const PEN = 0.06; // pen width as a share of the canvas side: charlib.vision.strokes.PEN
   const pad = document.querySelector(".charlib-pad");
   const canvas = pad.querySelector(".charlib-canvas");
   const ctx = canvas.getContext("2d");
