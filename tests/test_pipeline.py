@@ -193,13 +193,23 @@ def test_cli_data_info(make_dataset):
         (["run", "--data", "mnist"], "built-in name: synth, synth-small, alphanum, emnist"),
     ],
 )
-def test_cli_errors_are_one_line(args, expected, isolated_dirs, tmp_path):
+def test_cli_errors_are_one_line(args, expected, isolated_dirs, tmp_path, capsys):
+    """In this process (`main`, as `python -m charlib` calls it); the test below runs one in a
+    process of its own."""
     out = ["--out", str(tmp_path / "reports")] if args[0] == "run" else []
-    done = run_cli(*args, *out)
-    assert done.returncode == 1
-    assert expected in done.stderr and "Traceback" not in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
+    assert main([*args, *out]) == 1
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "reports").exists()  # refused before anything ran
+
+
+def test_a_cli_error_in_a_process_of_its_own_is_one_line_and_exit_status_1(isolated_dirs, tmp_path):
+    done = run_cli("run", "--epochs", "0", "--out", str(tmp_path / "reports"))
+    assert done.returncode == 1
+    assert "epochs must be a positive integer, got 0" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "reports").exists()
 
 
 # what a faked run_all returns: one notebook that ran
