@@ -56,14 +56,16 @@ def subpackages() -> list[Path]:
     return sorted(p for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
 
 
-def resolve(module: str, name: str | None = None) -> str | None:
-    """What `from <module> import <name>` (or `import <module>`) takes, as an ORDER entry:
-    'charlib.vision' + 'ink' -> 'vision.ink'; 'charlib.vision.ink' -> 'vision.ink'."""
-    parts = module.split(".")[1:]
-    if name is not None and ".".join([*parts, name]) in ORDER:
-        return ".".join([*parts, name])
-    dotted = ".".join(parts)
+def entry(module: str) -> str | None:
+    """A dotted charlib module as its ORDER entry: 'charlib.vision.ink' -> 'vision.ink'."""
+    dotted = module.partition(".")[2]
     return dotted if dotted in ORDER else None
+
+
+def imported_module(module: str, name: str) -> str | None:
+    """The ORDER entry `from <module> import <name>` binds when it imports a module
+    ('charlib.vision' + 'ink' -> 'vision.ink'), else None (a name from a module)."""
+    return entry(f"{module}.{name}")
 
 
 def charlib_imports(tree: ast.Module) -> dict[str, set[str]]:
@@ -73,14 +75,14 @@ def charlib_imports(tree: ast.Module) -> dict[str, set[str]]:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("charlib."):
-                    found.setdefault(resolve(alias.name) or alias.name, set())
+                    found.setdefault(entry(alias.name) or alias.name, set())
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("charlib"):
             for alias in node.names:
-                whole = resolve(node.module, alias.name)
-                if whole and whole.endswith(f".{alias.name}") or whole == alias.name:
-                    found.setdefault(whole, set())
+                module = imported_module(node.module, alias.name)
+                if module:
+                    found.setdefault(module, set())
                 else:  # a name from a module
-                    found.setdefault(resolve(node.module) or node.module, set()).add(alias.name)
+                    found.setdefault(entry(node.module) or node.module, set()).add(alias.name)
     return found
 
 
@@ -90,9 +92,9 @@ def module_aliases(tree: ast.Module) -> dict[str, str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("charlib"):
             for a in node.names:
-                whole = resolve(node.module, a.name)
-                if whole and whole.split(".")[-1] == a.name:
-                    aliases[a.asname or a.name] = whole
+                module = imported_module(node.module, a.name)
+                if module:
+                    aliases[a.asname or a.name] = module
     return aliases
 
 

@@ -180,8 +180,9 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
 
 def from_args(args: argparse.Namespace) -> Settings:
     """The settings `add_flags` put on a parsed command line."""
-    given = {f.name: getattr(args, f.name) for f in fields(Settings) if f.metadata["flag"]}
-    for f in fields(Settings):
-        if f.metadata["kind"] not in (None, int, float) and isinstance(given.get(f.name), str):
-            given[f.name] = f.metadata["kind"](given[f.name])
+    given = {}
+    for f in (f for f in fields(Settings) if f.metadata["flag"]):
+        value, kind = getattr(args, f.name), f.metadata["kind"]
+        parsed_here = kind not in (None, int, float) and isinstance(value, str)  # see add_flags
+        given[f.name] = kind(value) if parsed_here else value
     return Settings(**given)
