@@ -3,8 +3,9 @@
     git clone https://github.com/spaghetti-enjoyer/SSE-letters      /tmp/SSE-letters
     git clone https://github.com/skyatmoon/CHoiCe-Dataset           /tmp/CHoiCe-Dataset
     git clone https://github.com/SageLabTW/auto-grading             /tmp/auto-grading
+    git clone https://github.com/kensanata/numbers                  /tmp/numbers
     python benchmarks/assemble_photos.py --sse-letters /tmp/SSE-letters \
-        --choice /tmp/CHoiCe-Dataset --nsysu /tmp/auto-grading
+        --choice /tmp/CHoiCe-Dataset --nsysu /tmp/auto-grading --numbers /tmp/numbers
 
 - `vu-charwizard/`: each card photo (`raw-data/dataset-2024|2025/frames/frame_<card>.png`) holds
   15 capitals in a printed 5 × 3 grid, row by row `A B C D I` / `K O L M R` / `E H X W T`. Each
@@ -17,6 +18,11 @@
 - `nsysu-digits/`: `nsysu-digits/<8 digits>.png` of SageLabTW/auto-grading, each labelled by its
   row of `nsysu-digits/nsysu-digits.csv` (file, digit, quiz); copied byte for byte; n = the
   file's number (`00000042.png` -> n = 42).
+- `numbers-digits/`: kensanata/numbers (public domain): digits written by hand into the cells of a
+  printed 20 × 30 grid, scanned or photographed, cut into cells by the authors (the cell's
+  border often left at the crop's edge); `<writer>_<country><age><sex>/<digit>/number-<k>.png`
+  (k < 1000), labelled by the digit folder; `UNCATEGORIZED/` (not labelled) is left out; copied
+  byte for byte; n = writer × 1000 + k.
 
 Each folder gets a provenance.csv (file, source path). An existing folder is never overwritten:
 the script stops with one line; pass --out to build elsewhere. A folder is built under
@@ -118,6 +124,25 @@ def build_nsysu(repo: Path, out: Path) -> int:
     return len(rows)
 
 
+def build_numbers(repo: Path, out: Path) -> int:
+    writer = re.compile(r"(\d{4})_[A-Z]{2}[0-9X][A-Z]")
+    own = re.compile(r"number-(\d{1,3})\.[A-Za-z]+")
+    out.mkdir(parents=True)
+    rows = []
+    for folder in sorted(p for p in repo.iterdir() if writer.fullmatch(p.name)):
+        for digit in range(10):
+            for path in sorted((folder / str(digit)).glob("number-*")):
+                match = own.fullmatch(path.name)
+                if not match:
+                    sys.exit(f"{path}: not a number-<k> image; check the checkout")
+                n = int(writer.fullmatch(folder.name)[1]) * 1000 + int(match[1])
+                name = f"{ord(str(digit))}_{n}{path.suffix.lower()}"
+                (out / name).write_bytes(path.read_bytes())
+                rows.append((name, path.relative_to(repo).as_posix()))
+    write_provenance(out, rows)
+    return len(rows)
+
+
 def write_provenance(out: Path, rows: list[tuple[str, str]]) -> None:
     with open(out / "provenance.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -130,15 +155,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sse-letters", type=Path, help="a checkout of spaghetti-enjoyer/SSE-letters")
     ap.add_argument("--choice", type=Path, help="a checkout of skyatmoon/CHoiCe-Dataset")
     ap.add_argument("--nsysu", type=Path, help="a checkout of SageLabTW/auto-grading")
+    ap.add_argument("--numbers", type=Path, help="a checkout of kensanata/numbers")
     ap.add_argument("--out", type=Path, default=ROOT / "data" / "external" / "photos")
     args = ap.parse_args(argv)
     jobs = [
         ("vu-charwizard", args.sse_letters, "raw-data", build_charwizard),
         ("choice", args.choice, "V0.3/label.txt", build_choice),
         ("nsysu-digits", args.nsysu, "nsysu-digits/nsysu-digits.csv", build_nsysu),
+        ("numbers-digits", args.numbers, "tools/create-svg.el", build_numbers),
     ]
     if not any(repo for _, repo, _, _ in jobs):
-        ap.error("give --sse-letters, --choice and/or --nsysu (checkouts of the repositories)")
+        ap.error(
+            "give --sse-letters, --choice, --nsysu and/or --numbers (checkouts of the sources)"
+        )
     for name, repo, marker, build in jobs:
         if repo is None:
             continue

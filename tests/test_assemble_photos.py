@@ -101,3 +101,26 @@ def test_a_wrong_checkout_or_a_mislabelled_file_stops_with_one_line(tmp_path):
     assert not (out / "choice").exists()  # no half-built folder under the real name
     with pytest.raises(SystemExit):  # no source named: argparse's usage error
         ap.main(["--out", str(out)])
+
+
+def fake_numbers(root: Path) -> Path:
+    (root / "tools").mkdir(parents=True)
+    (root / "tools" / "create-svg.el").write_text(";; the grid's generator\n")
+    png(root / "0001_CH4M" / "0" / "number-1.png", 50)
+    png(root / "0023_DE3F" / "7" / "number-599.png", 60)
+    png(root / "UNCATEGORIZED" / "number-5.png", 70)  # not labelled: left out
+    (root / "0023_DE3F" / "7" / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_the_numbers_grid_cells_are_named_by_digit_and_writer(tmp_path, capsys):
+    out = tmp_path / "photos"
+    repo = fake_numbers(tmp_path / "k")
+    assert ap.main(["--out", str(out), "--numbers", str(repo)]) == 0
+    names = {p.name for p in (out / "numbers-digits").iterdir()}
+    assert names == {"48_1001.png", "55_23599.png", "provenance.csv"}
+    src = repo / "0023_DE3F" / "7" / "number-599.png"
+    assert (out / "numbers-digits" / "55_23599.png").read_bytes() == src.read_bytes()
+    assert "numbers-digits: 2 images" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no tools/create-svg.el here; pass a checkout"):
+        ap.main(["--out", str(tmp_path / "other"), "--numbers", str(tmp_path / "c")])
