@@ -333,6 +333,13 @@ def _sweep_parser(sub) -> None:
     )
     sweep.add_argument("--out", default=None, help="reports folder (default: reports/)")
     sweep.add_argument("--cell-timeout", type=float, default=CELL_TIMEOUT, metavar="SECONDS")
+    sweep.add_argument(
+        "--cluster",
+        default=None,
+        metavar="ADDRESS",
+        help="run each combination as a task on a Dask cluster: a scheduler's address "
+        "(tcp://host:8786) or local[:N] (N worker processes here); see docs/clusters.md",
+    )
 
 
 def _predict_parser(sub) -> None:
@@ -421,16 +428,21 @@ def _params(items: list[str]) -> dict:
 
 
 def _sweep(args) -> None:
-    """Every combination trained and evaluated in turn (side by side on several GPUs), a line
-    each, then the comparison report."""
+    """Every combination trained and evaluated in turn (side by side on several GPUs, as tasks
+    on a Dask cluster with --cluster), a line each, then the comparison report."""
     from charlib.data import loading
-    from charlib.workflow import sweep
+    from charlib.workflow import cluster, sweep
 
     axes = dict(sweep.parse_axis(item, _literal) for item in args.grid)
     fixed = _params(args.param)
     limit = args.max or sweep.MAX_COMBINATIONS
     sweep.check(args.name, axes, fixed, limit=limit)
-    loading.check_source(loading.smoke_source(fixed.get("DATA", "synth"), args.smoke))
+    source = loading.smoke_source(fixed.get("DATA", "synth"), args.smoke)
+    # Made here for this machine's workers (before they start, not by each at once); a remote
+    # cluster's workers make built-in data themselves, and each worker is asked about a folder.
+    here = args.cluster is None or cluster.local_workers(args.cluster) is not None
+    if here and (args.cluster is None or str(source) in cluster.builtin_data()):
+        loading.check_source(source)
     reports = Path(args.out) if args.out else None
     rows = sweep.run_sweep(
         args.name,
@@ -440,6 +452,7 @@ def _sweep(args) -> None:
         reports=reports,
         limit=limit,
         cell_timeout=args.cell_timeout or None,
+        cluster=args.cluster,
     )
     failed = [r for r in rows if r["status"] == "failed"]
     print(f"{len(rows)} combination(s), {len(failed)} failed; compared in {args.name}'s reports")

@@ -1,6 +1,8 @@
 """Sweeps: the grid, its refusals before anything trains, a smoke sweep end to end with its
 comparison report, reruns that skip finished combinations, and the comparison of runs."""
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -68,16 +70,27 @@ def test_a_sweep_name_with_another_grid_is_refused_naming_the_difference(isolate
     sweep.check("grid-a", {"LR": [0.001, 0.003]}, {})  # the same grid: goes on
 
 
-@pytest.mark.notebook
-def test_a_smoke_sweep_trains_two_runs_and_compares_them(isolated_dirs, monkeypatch, capsys):
-    """One sweep over two architectures (the slowest part of the suite, so one, not two): each
-    combination trained and evaluated with its value recorded, the comparison report with its
-    ensemble section, the index; run again, nothing is retrained."""
+DEMO = ["sweep", "demo", "-g", "MODEL=plain_cnn,mobilenet_v3_small", "--smoke"]
+DEMO += ["--cell-timeout", str(CELL_TIMEOUT)]
+
+
+@pytest.fixture(scope="module")
+def demo_sweep(isolated_dirs):
+    """One sweep over two architectures on this machine (the slowest part of the suite, so one,
+    shared): its reports folder and what it printed."""
     reports = isolated_dirs / "sweep-reports"
-    args = ["sweep", "demo", "-g", "MODEL=plain_cnn,mobilenet_v3_small", "--smoke"]
-    args += ["--out", str(reports), "--cell-timeout", str(CELL_TIMEOUT)]
-    assert main(args) == 0
-    shown = capsys.readouterr().out
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown):
+        if main([*DEMO, "--out", str(reports)]) != 0:
+            pytest.fail("the smoke sweep failed (its error is in the captured stderr)")
+    return reports, shown.getvalue()
+
+
+@pytest.mark.notebook
+def test_a_smoke_sweep_trains_two_runs_and_compares_them(demo_sweep, monkeypatch, capsys):
+    """Each combination trained and evaluated with its value recorded, the comparison report
+    with its ensemble section, the index; run again, nothing is retrained."""
+    reports, shown = demo_sweep
     assert "[1/2] demo/MODEL-plain_cnn: ok" in shown
     assert "[2/2] demo/MODEL-mobilenet_v3_small: ok" in shown
     for name in ("plain_cnn", "mobilenet_v3_small"):
@@ -95,21 +108,58 @@ def test_a_smoke_sweep_trains_two_runs_and_compares_them(isolated_dirs, monkeypa
     assert figures(compared) == 3  # curves, accuracy against time, per-class gains
     overview = (reports / "index.html").read_text()
     assert "demo/MODEL-plain_cnn/index.html" in overview and "demo/index.html" in overview
-    # the same sweep again: both combinations were evaluated, nothing is retrained
+    # the same sweep again: both combinations were evaluated, nothing is retrained (and the
+    # comparison, which would be the same, is left out)
     before = (paths.runs_dir() / "demo" / "MODEL-plain_cnn" / "best.pt").stat().st_mtime_ns
-    monkeypatch.setattr(pipeline, "run_all", _only_compare(pipeline.run_all))
-    assert main(args) == 0
+    monkeypatch.setattr(pipeline, "run_all", _nothing_again)
+    monkeypatch.setattr(sweep, "compare", lambda name, **kw: None)
+    assert main([*DEMO, "--out", str(reports)]) == 0
     assert "[1/2] demo/MODEL-plain_cnn: skipped" in capsys.readouterr().out
     assert (paths.runs_dir() / "demo" / "MODEL-plain_cnn" / "best.pt").stat().st_mtime_ns == before
 
 
-def _only_compare(real):
-    def run_all(params, only=None, **kw):
-        if only != sweep.COMPARE:
-            pytest.fail(f"a finished combination ran again: {only}")
-        return real(params, only=only, **kw)
+def _nothing_again(params, only=None, **kw):
+    pytest.fail(f"a finished combination ran again: {only}")
 
-    return run_all
+
+@pytest.mark.notebook
+def test_the_same_sweep_on_a_local_dask_cluster_gives_the_same_runs(
+    demo_sweep, isolated_dirs, monkeypatch, capsys
+):
+    """`--cluster local:2`: both combinations at once on two worker processes, written in place
+    (they share this machine's folders), with the same metrics, class by class, and the same
+    leaderboard as the sweep above. Notebook 06 is called at the end as there (not run again:
+    its table is compared instead). Probabilities may differ in the last digits: each worker's
+    torch gets half the cores, and a sum over other threads rounds differently."""
+    here = paths.runs_dir()
+    monkeypatch.setenv("CHARLIB_RUNS_DIR", str(isolated_dirs / "cluster-runs"))
+    compared = []
+    monkeypatch.setattr(sweep, "compare", lambda name, **kw: compared.append(name))
+    reports = isolated_dirs / "cluster-sweep-reports"
+    assert main([*DEMO, "--out", str(reports), "--cluster", "local:2"]) == 0
+    shown = capsys.readouterr().out
+    assert "2 worker(s); they share this machine's runs/ and reports/ folders" in shown
+    assert "demo/MODEL-plain_cnn: ok" in shown and compared == ["demo"]
+    record = json.loads((paths.runs_dir() / "demo" / sweep.RECORD).read_text())
+    assert record["cluster"]["files"] == "shared"
+    for name in ("plain_cnn", "mobilenet_v3_small"):
+        ours, theirs = here / "demo" / f"MODEL-{name}", paths.runs_dir() / "demo" / f"MODEL-{name}"
+        assert record["results"][f"MODEL-{name}"]["files"] == "written in place"
+        assert (reports / "demo" / f"MODEL-{name}" / "04_evaluate.html").is_file()
+        a, b = (json.loads((r / "metrics.json").read_text()) for r in (ours, theirs))
+        for key in ("accuracy", "top_k_accuracy", "f1_macro", "n_images", "checkpoint_epoch"):
+            assert a[key] == b[key], (name, key)
+        assert a["ece"] == pytest.approx(b["ece"], abs=1e-6)
+        classes = [
+            json.loads((r / "classification_report.json").read_text()) for r in (ours, theirs)
+        ]
+        assert classes[0] == classes[1]
+    boards = []
+    for runs in (here, paths.runs_dir()):
+        monkeypatch.setenv("CHARLIB_RUNS_DIR", str(runs))
+        board = compare.leaderboard(compare.find_runs("demo"))
+        boards.append(board.drop(columns=["ece", "training s", "images/s"]))
+    assert boards[0].equals(boards[1])
 
 
 def test_a_failed_combination_is_recorded_and_the_others_go_on(isolated_dirs, monkeypatch):

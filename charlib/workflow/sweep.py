@@ -2,11 +2,13 @@
 own run (`runs/<sweep>/<combination>/`) with its own reports, then notebook 06 comparing them.
 
 A failed combination is recorded and the others go on; running the same sweep again skips the
-combinations already evaluated. With several GPUs, combinations run side by side, one per GPU.
+combinations already evaluated. With several GPUs, combinations run side by side, one per GPU;
+on a Dask cluster (`cluster=`), each is a task on a worker (`charlib.workflow.cluster`).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from charlib.common import paths
 from charlib.common.files import read_json, write_json
+from charlib.workflow import cluster as on_cluster
 from charlib.workflow import pipeline
 
 # A grid larger than this is refused unless `limit=` (--max) is raised: a typo in a grid should
@@ -104,44 +107,113 @@ def run_sweep(
     devices: int | None = None,
     cell_timeout: float | None = pipeline.CELL_TIMEOUT,
     progress: bool = True,
+    cluster: str | None = None,
+    ship: bool = False,
 ) -> list[dict]:
     """Train and evaluate every combination (skipping those evaluated before), then compare them
-    with notebook 06; returns one row per combination (run, status, error, seconds)."""
+    with notebook 06; returns one row per combination (run, status, error, seconds).
+
+    `cluster` runs each combination as a task on a Dask cluster: a scheduler's address
+    (tcp://host:8786) or 'local[:N]' (N worker processes here); see `charlib.workflow.cluster`.
+    `ship` sends results back as files even to workers that share this machine's folders."""
     fixed = dict(fixed or {})
     check(name, axes, fixed, limit=limit)
     todo = combinations(axes)
+    gpus = _gpus() if devices is None else devices
     record = {"axes": axes, "fixed": fixed, "smoke": smoke, "results": {}}
-    record["results"] = _record(name).get("results", {})
-    write_json(paths.runs_dir() / name / RECORD, record)
+    rows: dict[int, dict] = {}
     lock = threading.Lock()
 
-    def one(i: int, combination: dict, gpu: int | None) -> dict:
-        row = _run_one(name, combination, fixed, smoke, reports, cell_timeout, gpu)
+    def done(i: int, row: dict) -> None:
         with lock:
+            rows[i] = row
             record["results"][row["combination"]] = row
             write_json(paths.runs_dir() / name / RECORD, record)
             if progress:
                 print(f"[{i}/{len(todo)}] {row['run']}: {row['status']} {row['note']}", flush=True)
-        return row
 
-    gpus = _gpus() if devices is None else devices
+    if cluster is None:
+        record["results"] = _record(name).get("results", {})
+        write_json(paths.runs_dir() / name / RECORD, record)
+        _here(name, todo, fixed, smoke, reports, cell_timeout, gpus, done)
+    else:
+        say = print if progress else lambda line: None
+        with on_cluster.connect(cluster, gpus=gpus, say=say) as client:
+            on_cluster.check_data(client, _sources(axes, fixed, smoke))
+            record["results"] = _record(name).get("results", {})
+            work = functools.partial(_run_one, fixed=fixed, smoke=smoke, cell_timeout=cell_timeout)
+            local = on_cluster.local_workers(cluster, gpus) is not None  # its workers get GPUs
+            _on(client, name, todo, work, reports, ship, gpus if local else 0, record, done, say)
+    compare(name, reports=reports, cell_timeout=cell_timeout, progress=progress)
+    return [rows[i] for i in sorted(rows)]
+
+
+def _here(name, todo, fixed, smoke, reports, cell_timeout, gpus, done) -> None:
+    """The combinations on this machine: in turn, or one per GPU side by side."""
+
+    def one(i: int, combination: dict, gpu: int | None) -> None:
+        row = _finished(name, combination) or _run_one(
+            name, combination, fixed, smoke, reports, cell_timeout, gpu
+        )
+        done(i, row)
+
     if gpus > 1:  # one combination per GPU, side by side
         with ThreadPoolExecutor(gpus) as pool:
             slots = itertools.cycle(range(gpus))
             futures = [pool.submit(one, i, c, next(slots)) for i, c in enumerate(todo, 1)]
-            rows = [f.result() for f in futures]
+            for f in futures:
+                f.result()
     else:
-        rows = [one(i, c, None) for i, c in enumerate(todo, 1)]
-    compare(name, reports=reports, cell_timeout=cell_timeout, progress=progress)
-    return rows
+        for i, c in enumerate(todo, 1):
+            one(i, c, None)
+
+
+def _on(client, name, todo, work, reports, ship, gpus, record, done, say) -> None:
+    """The combinations not finished before as tasks on a Dask cluster, their results put into
+    runs/<name>/ and reports/<name>/ here; how they come back is recorded in sweep.json."""
+    runs = paths.runs_dir().absolute()
+    reports = Path(reports or paths.reports_dir()).absolute()
+    with on_cluster.tokens([runs / name, reports / name]) as token:
+        target = on_cluster.Target(str(runs), str(reports), token, ship=ship, gpus=gpus)
+        record["cluster"] = on_cluster.describe(client, target, name)
+        write_json(runs / name / RECORD, record)
+        say(record["cluster"]["note"])
+        jobs = []
+        for i, combination in enumerate(todo, 1):
+            finished = _finished(name, combination)
+            if finished:
+                done(i, finished)
+            else:
+                job = functools.partial(work, name, combination)
+                jobs.append((i, _row(name, combination), job))
+        on_cluster.run(client, jobs, target, done)
+
+
+def _sources(axes: dict[str, list], fixed: dict, smoke: bool) -> list:
+    """Every DATA the combinations train on (a smoke run's 'synth' is 'synth-small')."""
+    from charlib.data import loading
+
+    given = axes.get("DATA") or [fixed.get("DATA", "synth")]
+    return [loading.smoke_source(source, smoke) for source in given]
+
+
+def _row(name: str, combination: dict) -> dict:
+    run = f"{name}/{combination_name(combination)}"
+    return {"combination": combination_name(combination), "run": run, "parameters": combination}
+
+
+def _finished(name: str, combination: dict) -> dict | None:
+    """The row of a combination evaluated in an earlier run of the sweep; None when it was not."""
+    row = _row(name, combination)
+    if (paths.resolve_run(row["run"], trained=False) / "metrics.json").is_file():
+        return row | {"status": "skipped", "note": "(evaluated in an earlier run of the sweep)"}
+    return None
 
 
 def _run_one(name, combination, fixed, smoke, reports, cell_timeout, gpu) -> dict:
     """Train and evaluate one combination into runs/<name>/<combination>/."""
-    run = f"{name}/{combination_name(combination)}"
-    row = {"combination": combination_name(combination), "run": run, "parameters": combination}
-    if (paths.resolve_run(run, trained=False) / "metrics.json").is_file():
-        return row | {"status": "skipped", "note": "(evaluated in an earlier run of the sweep)"}
+    row = _row(name, combination)
+    run = row["run"]
     params = fixed | combination | {"RUN_NAME": run, "SMOKE": smoke, "INTERACTIVE": False}
     params["OVERWRITE"] = True  # an unfinished attempt of this sweep's own combination
     env = {"CUDA_VISIBLE_DEVICES": str(gpu)} if gpu is not None else None
