@@ -10,6 +10,7 @@ import logging
 import socket
 import time
 
+import psutil
 import pytest
 
 from charlib.cli import main
@@ -20,7 +21,8 @@ from charlib.workflow import pipeline, sweep
 pytestmark = pytest.mark.slow
 
 DIES = 0.5  # the LR whose (fake) notebook kills its worker process
-SLOW = 0.003  # the LR whose fake notebook takes 3 s
+HANGS = 0.003  # the LR whose fake notebook starts a kernel that never ends
+STOPPED = "stopped/"  # the sweep where the others wait for that kernel to start
 
 
 def fake_notebooks():
@@ -41,6 +43,8 @@ def fake_notebooks():
         def run_all(params, only=None, reports=None, **kw):
             import json
             import os
+            import subprocess
+            import sys
             import time
             from pathlib import Path
 
@@ -48,7 +52,18 @@ def fake_notebooks():
 
             if params.get("LR") == DIES:
                 os._exit(1)
-            time.sleep(3 if params.get("LR") == SLOW else 0)
+            hung = Path(os.environ["CHARLIB_DATA_DIR"]).parent / "hung-kernels"
+            if params.get("LR") == HANGS:  # a kernel (a child process) that never ends
+                kernel = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+                hung.mkdir(exist_ok=True)
+                (hung / str(kernel.pid)).touch()
+                kernel.wait()
+                raise RuntimeError("Kernel died while waiting for execute reply.")
+            if params["RUN_NAME"].startswith(STOPPED):  # the others end once it runs
+                for _ in range(100):
+                    if hung.is_dir() and any(hung.iterdir()):
+                        break
+                    time.sleep(0.1)
             run = paths.resolve_run(params["RUN_NAME"], trained=False)
             run.mkdir(parents=True, exist_ok=True)
             (run / "best.pt").write_bytes(b"weights")
@@ -194,22 +209,27 @@ def test_workers_that_share_the_folders_write_in_place(fake_cluster, isolated_di
     assert not hidden(paths.runs_dir() / "inplace") and not hidden(reports / "inplace")
 
 
-def test_ctrl_c_cancels_the_rest_and_leaves_no_half_written_run(
+def test_ctrl_c_stops_the_sweep_and_leaves_no_half_written_run(
     fake_cluster, isolated_dirs, monkeypatch, no_compare
 ):
-    """Ctrl+C as the first combination ends: the sweep stops, what was queued is cancelled and
-    every run folder here is either complete or absent (shipped, so that a task still running
-    on a worker writes nothing here later)."""
+    """Ctrl+C as the first combination ends: the sweep stops, the running combination's kernel
+    is killed on its worker, what was queued is cancelled, and every run folder here is either
+    complete or absent (shipped, so that nothing a worker still did could land here later)."""
 
     def interrupted(path, record):
         if record["results"]:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(sweep, "write_json", interrupted)
-    grid = {"LR": [0.001, SLOW, SLOW * 2, SLOW * 3]}
+    grid = {"LR": [HANGS, 0.001, 0.002]}
     with pytest.raises(KeyboardInterrupt):
-        sweep.run_sweep("stopped", grid, cluster=fake_cluster, ship=True, progress=False)
-    folder = paths.runs_dir() / "stopped"
+        sweep.run_sweep(STOPPED.strip("/"), grid, cluster=fake_cluster, ship=True, progress=False)
+    [kernel] = [int(p.name) for p in (isolated_dirs / "hung-kernels").iterdir()]
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(kernel) and psutil.Process(kernel).status() != "zombie":
+        assert time.monotonic() < deadline, "the running combination's kernel was not stopped"
+        time.sleep(0.1)
+    folder = paths.runs_dir() / STOPPED.strip("/")
     for run in folder.iterdir():
         assert (run / "metrics.json").is_file(), f"{run} is half-written"
     assert not hidden(folder) and no_compare == []

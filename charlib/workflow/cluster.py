@@ -13,6 +13,7 @@ folders, `run` runs the tasks. Dask is imported only inside these functions.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -80,6 +81,7 @@ def connect(address: str, *, gpus: int = 0, timeout: float = CONNECT_TIMEOUT, sa
 
     if workers is not None:
         with _local_cluster(workers) as cluster, Client(cluster) as client:
+            client.register_plugin(_leave_ctrl_c_to_the_client())
             yield client
         return
     try:
@@ -116,10 +118,31 @@ def _local_cluster(workers: int):
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
-            silence_logs=logging.CRITICAL,  # a dead worker is reported in the sweep's line
+            # Dask's own logs stay quiet (even CRITICAL ones when Ctrl+C closes the client
+            # first): a dead worker or a failure is reported in the sweep's line.
+            silence_logs=logging.CRITICAL + 1,
         ) as cluster,
     ):
         yield cluster
+
+
+def _leave_ctrl_c_to_the_client():
+    """A worker plugin for a local cluster, whose workers share the terminal's process group:
+    they ignore Ctrl+C, so that the client stops the sweep's kernels (`run`) before the workers
+    stop, and no kernel or process it started is left behind."""
+    from distributed import WorkerPlugin
+
+    class LeaveCtrlC(WorkerPlugin):
+        name = "charlib-leave-ctrl-c-to-the-client"
+
+        def setup(self, worker):
+            import signal
+            import threading
+
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return LeaveCtrlC()
 
 
 def builtin_data() -> list[str]:
@@ -230,8 +253,10 @@ def run(client, jobs: list[tuple[int, dict, object]], target: Target, done) -> N
                 continue
             i, row, _ = job
             done(i, row | _collect(future, row["run"], target))
-    except BaseException:
+    except BaseException:  # Ctrl+C: as on one machine, what runs stops and the rest never starts
         client.cancel(list(waiting))
+        with contextlib.suppress(Exception):
+            client.run(_stop_kernels, _stage_prefix(target))
         raise
     finally:
         for _, row, _ in jobs:
@@ -281,7 +306,8 @@ def _on_worker(work, run: str, target: Target) -> tuple[dict, bytes | None]:
     worker = get_worker()
     # In the worker's own scratch folder: what a killed worker leaves there, Dask clears.
     scratch = worker.local_directory
-    with _ONE_AT_A_TIME, tempfile.TemporaryDirectory(prefix="charlib-sweep-", dir=scratch) as tmp:
+    prefix = _stage_prefix(target)
+    with _ONE_AT_A_TIME, tempfile.TemporaryDirectory(prefix=prefix, dir=scratch) as tmp:
         Event(f"{STARTED}{worker.get_current_task()}").set()  # confirmed by the scheduler
         stage = Path(tmp)
         with _runs_dir(stage / "runs"):
@@ -297,6 +323,29 @@ def _on_worker(work, run: str, target: Target) -> tuple[dict, bytes | None]:
         for kind, folder in made.items():
             _put(Path(getattr(target, kind)) / run, lambda new, f=folder: shutil.copytree(f, new))
         return row | {"files": "written in place"}, None
+
+
+def _stage_prefix(target: Target) -> str:
+    """The start of this sweep's staging folders' names (its token tells it from other sweeps)."""
+    return f"charlib-sweep-{target.token[:12]}-"
+
+
+def _stop_kernels(prefix: str) -> int:
+    """On a worker: kill the kernels (and the processes they started) of this sweep's running
+    combinations, known by their runs folder in its staging folder; their tasks then end."""
+    import psutil
+
+    stopped = 0
+    for kernel in psutil.Process().children():
+        try:
+            if prefix not in kernel.environ().get("CHARLIB_RUNS_DIR", ""):
+                continue
+            for process in [*kernel.children(recursive=True), kernel]:
+                process.kill()
+            stopped += 1
+        except psutil.Error:
+            continue
+    return stopped
 
 
 @contextmanager
