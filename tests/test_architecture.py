@@ -33,7 +33,7 @@ LAYERS = {
     ],
     "inference": ["plots", "evaluate", "real", "export", "infer", "explain"],
     "apps": ["canvas", "serve"],
-    "workflow": ["compare", "reproduce", "pipeline", "cluster", "sweep"],
+    "workflow": ["compare", "reproduce", "pipeline", "handover", "cluster", "sweep"],
     "": ["cli", "__main__"],
 }
 ORDER = [f"{pkg}.{m}" if pkg else m for pkg, mods in LAYERS.items() for m in mods]

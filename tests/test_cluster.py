@@ -236,17 +236,17 @@ def test_ctrl_c_stops_the_sweep_and_leaves_no_half_written_run(
 
 
 def test_a_finished_run_is_never_replaced_an_unfinished_attempt_is(tmp_path):
-    from charlib.workflow import cluster
+    from charlib.workflow import handover
 
     finished = tmp_path / "s" / "LR-0.1"
     finished.mkdir(parents=True)
     (finished / "metrics.json").write_text('{"accuracy": 0.5}')
     with pytest.raises(FileExistsError, match="holds a finished run"):
-        cluster._put(finished, lambda new: (new.mkdir(), (new / "metrics.json").write_text("{}")))
+        handover.put(finished, lambda new: (new.mkdir(), (new / "metrics.json").write_text("{}")))
     assert (finished / "metrics.json").read_text() == '{"accuracy": 0.5}'
     unfinished = tmp_path / "s" / "LR-0.2"
     unfinished.mkdir()
     (unfinished / "half.pt").write_text("an interrupted attempt")
-    cluster._put(unfinished, lambda new: (new.mkdir(), (new / "metrics.json").write_text("{}")))
+    handover.put(unfinished, lambda new: (new.mkdir(), (new / "metrics.json").write_text("{}")))
     assert sorted(p.name for p in unfinished.iterdir()) == ["metrics.json"]
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["LR-0.1", "LR-0.2"]

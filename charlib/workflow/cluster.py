@@ -3,8 +3,8 @@ each worker runs its combination exactly as one machine does (the function the s
 into a private staging folder, and the finished run and reports come back to the client's
 runs/<sweep>/ and reports/<sweep>/: moved into place by a worker that shares those folders
 (it reads a token the client wrote there at the same path), shipped back as a zip by one that
-does not. A folder appears under its real name only once complete (it is filled under a
-hidden name, then renamed), so neither a crash nor Ctrl+C leaves a half-written run.
+does not (`handover`). A folder appears under its real name only once complete (it is filled
+under a hidden name, then renamed), so neither a crash nor Ctrl+C leaves a half-written run.
 
 `connect` reaches a scheduler or starts a LocalCluster here ('local[:N]'), `check_data` refuses
 a DATA folder some worker lacks, `tokens` + `describe` find out which workers share the
@@ -14,7 +14,6 @@ folders, `run` runs the tasks. Dask is imported only inside these functions.
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
 import re
@@ -22,13 +21,11 @@ import secrets
 import shutil
 import tempfile
 import threading
-import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from charlib.common.files import read_json, write_json
-from charlib.workflow import pipeline
+from charlib.workflow import handover
 
 LOCAL = re.compile(r"local(?::(.*))?")  # 'local' or 'local:N': a LocalCluster on this machine
 LOCAL_WORKERS = 2  # 'local' without N on a machine without GPUs (with GPUs: one per GPU)
@@ -261,7 +258,7 @@ def run(client, jobs: list[tuple[int, dict, object]], target: Target, done) -> N
     finally:
         for _, row, _ in jobs:
             for root in (target.runs, target.reports):
-                _tidy(Path(root) / row["run"])
+                handover.tidy(Path(root) / row["run"])
 
 
 def _lost_waiting(client, future) -> bool:
@@ -285,8 +282,8 @@ def _collect(future, run: str, target: Target) -> dict:
     try:
         row, shipped = future.result()
         if shipped is not None:
-            _unpack(shipped, run, target)
-        _point_reports(Path(target.reports), run)
+            handover.unpack(shipped, {k: Path(getattr(target, k)) / run for k in handover.KINDS})
+        handover.point_reports(Path(target.reports), run)
     except KilledWorker as e:
         worker = e.last_worker.address
         why = f"the worker running it ({worker}) died: out of memory, killed or crashed"
@@ -310,7 +307,7 @@ def _on_worker(work, run: str, target: Target) -> tuple[dict, bytes | None]:
     with _ONE_AT_A_TIME, tempfile.TemporaryDirectory(prefix=prefix, dir=scratch) as tmp:
         Event(f"{STARTED}{worker.get_current_task()}").set()  # confirmed by the scheduler
         stage = Path(tmp)
-        with _runs_dir(stage / "runs"):
+        with handover.runs_in(stage / "runs"):
             row = work(reports=stage / "reports", gpu=_gpu(target.gpus))
         for key in ("error", "note"):  # the report the error names is the client's copy
             if key in row:
@@ -319,9 +316,11 @@ def _on_worker(work, run: str, target: Target) -> tuple[dict, bytes | None]:
         if row["status"] == "ok":
             made["runs"] = stage / "runs" / run
         if target.ship or not _sees(target, run.partition("/")[0]):
-            return row | {"files": "shipped"}, _zipped(made)
+            return row | {"files": "shipped"}, handover.zipped(made)
         for kind, folder in made.items():
-            _put(Path(getattr(target, kind)) / run, lambda new, f=folder: shutil.copytree(f, new))
+            handover.put(
+                Path(getattr(target, kind)) / run, lambda new, f=folder: shutil.copytree(f, new)
+            )
         return row | {"files": "written in place"}, None
 
 
@@ -348,20 +347,6 @@ def _stop_kernels(prefix: str) -> int:
     return stopped
 
 
-@contextmanager
-def _runs_dir(folder: Path):
-    """CHARLIB_RUNS_DIR=folder in this process (and so in the kernels it starts) for the block."""
-    before = os.environ.get("CHARLIB_RUNS_DIR")
-    os.environ["CHARLIB_RUNS_DIR"] = str(folder)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("CHARLIB_RUNS_DIR", None)
-        else:
-            os.environ["CHARLIB_RUNS_DIR"] = before
-
-
 def _gpu(gpus: int) -> int | None:
     """A local cluster's worker i takes GPU i mod gpus; None leaves the worker's devices alone."""
     if not gpus:
@@ -370,76 +355,3 @@ def _gpu(gpus: int) -> int | None:
 
     name = get_worker().name
     return int(name) % gpus if str(name).isdigit() else None
-
-
-def _zipped(made: dict[str, Path]) -> bytes:
-    """The folders as one zip: kind/<path inside the folder>."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-        for kind, folder in made.items():
-            for f in sorted(folder.rglob("*")) if folder.is_dir() else []:
-                if f.is_file():
-                    zf.write(f, f"{kind}/{f.relative_to(folder).as_posix()}")
-    return buffer.getvalue()
-
-
-def _unpack(shipped: bytes, run: str, target: Target) -> None:
-    """A shipped zip into the client's runs/<run>/ and reports/<run>/."""
-    with zipfile.ZipFile(io.BytesIO(shipped)) as zf:
-        for kind in ("runs", "reports"):
-            members = [m for m in zf.namelist() if m.startswith(f"{kind}/") and m[-1] != "/"]
-            if members:
-                _put(Path(getattr(target, kind)) / run, lambda new, m=members: _extract(zf, m, new))
-
-
-def _extract(zf: zipfile.ZipFile, members: list[str], folder: Path) -> None:
-    for member in members:
-        relative = Path(member.partition("/")[2])
-        if relative.is_absolute() or ".." in relative.parts:
-            raise ValueError(f"shipped file {member!r} points outside its folder")
-        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
-        (folder / relative).write_bytes(zf.read(member))
-
-
-def _put(target: Path, fill) -> None:
-    """`fill(folder)` a hidden sibling of target, then rename it to target, so target is never
-    half-written. An unfinished folder there (this sweep's earlier attempt) is replaced; a
-    finished run (holding metrics.json) never is: FileExistsError."""
-    if (target / "metrics.json").is_file():
-        raise FileExistsError(f"{target} holds a finished run; kept it, this result was dropped")
-    tag = secrets.token_hex(4)
-    incoming = target.with_name(f".{target.name}.incoming-{tag}")
-    old = target.with_name(f".{target.name}.old-{tag}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fill(incoming)
-        if target.exists():
-            target.rename(old)
-        try:
-            incoming.rename(target)
-        except OSError:
-            if old.exists():
-                old.rename(target)
-            raise
-    finally:
-        for leftover in (incoming, old):
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _tidy(target: Path) -> None:
-    """Remove hidden halves of target that an interrupted `_put` left (a killed process)."""
-    for leftover in target.parent.glob(f".{target.name}.*-*"):
-        if leftover.is_dir() and leftover.name.rpartition("-")[0].endswith((".incoming", ".old")):
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _point_reports(reports: Path, run: str) -> None:
-    """The run's report page and the index of runs, rewritten here: the summary the worker wrote
-    names its staging folder, this one the run's folder on this machine."""
-    record = read_json(reports / run / pipeline.RUN_RECORD, None)
-    if record is None:
-        return
-    record["summary"] = pipeline.run_summary(run)
-    write_json(reports / run / pipeline.RUN_RECORD, record)
-    pipeline.write_run_page(record, reports / run)
-    pipeline.write_overview(reports)
