@@ -21,6 +21,7 @@ from pathlib import Path
 
 from charlib.common.env import environment
 from charlib.data import loading
+from charlib.data.sources import measured_on
 from charlib.workflow import sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +70,7 @@ def compared(here: Path, there: Path) -> list[dict]:
             {
                 "combination": combination,
                 "accuracy": a["accuracy"],
+                "measured_on": measured_on(a),
                 "same_metrics": all(a[k] == b[k] for k in SAME) and ca == cb,
                 "identical_metrics_json": a == b,
                 "ece_difference": abs(a["ece"] - b["ece"]),
@@ -124,8 +126,8 @@ def main() -> None:
     )
     for r in rows:
         print(
-            f"  {r['combination']}: accuracy {r['accuracy']:.4f}, same metrics: "
-            f"{'yes' if r['same_metrics'] else 'NO'}, metrics.json identical: "
+            f"  {r['combination']}: accuracy {r['accuracy']:.4f} ({r['measured_on']}), "
+            f"same metrics: {'yes' if r['same_metrics'] else 'NO'}, metrics.json identical: "
             f"{'yes' if r['identical_metrics_json'] else 'no'} "
             f"(ECE differs by {r['ece_difference']:.1e})"
         )
