@@ -112,9 +112,11 @@ def test_a_smoke_sweep_trains_two_runs_and_compares_them(demo_sweep, monkeypatch
     # comparison, which would be the same, is left out)
     before = (paths.runs_dir() / "demo" / "MODEL-plain_cnn" / "best.pt").stat().st_mtime_ns
     monkeypatch.setattr(pipeline, "run_all", _nothing_again)
-    monkeypatch.setattr(sweep, "compare", lambda name, **kw: None)
+    compared = []
+    monkeypatch.setattr(sweep, "compare", lambda name, **kw: compared.append(name))
     assert main([*DEMO, "--out", str(reports)]) == 0
     assert "[1/2] demo/MODEL-plain_cnn: skipped" in capsys.readouterr().out
+    assert compared == ["demo"]  # still compared at the end
     assert (paths.runs_dir() / "demo" / "MODEL-plain_cnn" / "best.pt").stat().st_mtime_ns == before
 
 
