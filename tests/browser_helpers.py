@@ -1,4 +1,5 @@
-"""For the browser tests: Chromium's path, free ports, server processes stopped whatever happens."""
+"""For tests that start servers (the browser tests, torchrun, Dask): Chromium's path, free ports,
+server processes stopped whatever happens."""
 
 from __future__ import annotations
 

@@ -7,11 +7,11 @@ tests/test_sweep.py (sharing its sweep)."""
 
 import json
 import logging
-import socket
 import time
 
 import psutil
 import pytest
+from browser_helpers import free_port
 
 from charlib.cli import main
 from charlib.common import paths
@@ -117,12 +117,6 @@ def no_compare(monkeypatch):
 def hidden(root):
     """Hidden folders and token files left under a sweep's folders."""
     return [p for p in root.rglob(".*") if p.name != ".ipynb_checkpoints"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize(

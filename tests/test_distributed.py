@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from browser_helpers import free_port
 
 from charlib.data.loading import load_dataset
 from charlib.inference.infer import Predictor
@@ -122,7 +123,7 @@ def test_ddp_step_matches_one_process_on_the_same_batch(tmp_path):
 
     if dist.is_initialized():
         pytest.skip("a process group is already open")
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     dist.init_process_group("gloo", rank=0, world_size=1)
     try:
         torch.manual_seed(0)
@@ -136,14 +137,6 @@ def test_ddp_step_matches_one_process_on_the_same_batch(tmp_path):
         assert torch.allclose(plain.weight.grad, twin.weight.grad)
     finally:
         dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_train_command_refuses_bad_input_in_one_line(tiny_run, capsys):
